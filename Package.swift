@@ -1,0 +1,27 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One source tree, three builds: the host build (normal Swift, unit and KVM tests), and
+// the Embedded Swift static-pie edge builds for aarch64 and x86_64 (ci/build-edge).
+// Every product module therefore compiles in both modes.
+let package = Package(
+    name: "Swiftlet",
+    products: [
+        .executable(name: "swiftlet", targets: ["swiftlet"]),
+    ],
+    targets: [
+        .target(name: "CLinux", linkerSettings: [.linkedLibrary("fdt")]),
+        .target(name: "SwiftletCore", dependencies: ["CLinux"]),
+        .target(name: "KVM", dependencies: ["CLinux", "SwiftletCore"]),
+        .target(name: "Devices", dependencies: ["SwiftletCore"]),
+        .target(name: "VMM", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices"]),
+        .target(name: "ARM64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
+        .target(name: "X86_64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
+        .executableTarget(name: "swiftlet",
+                          dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "ARM64", "X86_64"]),
+        .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"]),
+        .testTarget(name: "IntegrationTests",
+                    dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"]),
+    ]
+)

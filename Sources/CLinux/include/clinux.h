@@ -1,0 +1,139 @@
+// The one C module Swiftlet sees: glibc, the KVM UAPI and libfdt, plus fixed-argument
+// wrappers for what Swift cannot call or see directly (variadic functions, function-like
+// macros, unions inside struct kvm_run). Serves the host build and the Embedded builds.
+#ifndef SWIFTLET_CLINUX_H
+#define SWIFTLET_CLINUX_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <linux/kvm.h>
+#include <libfdt.h>
+
+// MARK: ioctl request numbers (function-like macros in linux/kvm.h)
+static const unsigned long SL_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long SL_KVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long SL_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long SL_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long SL_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long SL_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long SL_KVM_RUN = KVM_RUN;
+static const unsigned long SL_KVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long SL_KVM_IRQFD = KVM_IRQFD;
+static const unsigned long SL_KVM_CREATE_DEVICE = KVM_CREATE_DEVICE;
+static const unsigned long SL_KVM_SET_DEVICE_ATTR = KVM_SET_DEVICE_ATTR;
+static const unsigned long SL_KVM_HAS_DEVICE_ATTR = KVM_HAS_DEVICE_ATTR;
+static const unsigned long SL_KVM_GET_ONE_REG = KVM_GET_ONE_REG;
+static const unsigned long SL_KVM_SET_ONE_REG = KVM_SET_ONE_REG;
+static const unsigned long SL_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
+static const unsigned long SL_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
+
+#if defined(__aarch64__)
+static const unsigned long SL_KVM_ARM_PREFERRED_TARGET = KVM_ARM_PREFERRED_TARGET;
+static const unsigned long SL_KVM_ARM_VCPU_INIT = KVM_ARM_VCPU_INIT;
+static const unsigned long SL_KVM_ARM_VCPU_FINALIZE = KVM_ARM_VCPU_FINALIZE;
+
+// Core register ids for KVM_{GET,SET}_ONE_REG (KVM_REG_ARM_CORE_REG is a macro on offsetof).
+static inline uint64_t sl_arm64_core_reg(unsigned long offset_bytes) {
+    return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | (offset_bytes / sizeof(uint32_t));
+}
+static inline uint64_t sl_arm64_reg_x(int n) {
+    return sl_arm64_core_reg(offsetof(struct kvm_regs, regs.regs) + (unsigned long)n * 8);
+}
+static inline uint64_t sl_arm64_reg_pc(void) { return sl_arm64_core_reg(offsetof(struct kvm_regs, regs.pc)); }
+static inline uint64_t sl_arm64_reg_pstate(void) { return sl_arm64_core_reg(offsetof(struct kvm_regs, regs.pstate)); }
+static inline uint64_t sl_arm64_sysreg(unsigned op0, unsigned op1, unsigned crn, unsigned crm, unsigned op2) {
+    return ARM64_SYS_REG(op0, op1, crn, crm, op2);
+}
+#endif
+
+#if defined(__x86_64__)
+static const unsigned long SL_KVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long SL_KVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long SL_KVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long SL_KVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long SL_KVM_GET_FPU = KVM_GET_FPU;
+static const unsigned long SL_KVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long SL_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long SL_KVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long SL_KVM_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long SL_KVM_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long SL_KVM_GET_LAPIC = KVM_GET_LAPIC;
+static const unsigned long SL_KVM_SET_LAPIC = KVM_SET_LAPIC;
+static const unsigned long SL_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long SL_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long SL_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long SL_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+#endif
+
+// MARK: fixed-argument wrappers for variadic libc calls and errno
+static inline int sl_errno(void) { return errno; }
+static inline void sl_set_errno(int value) { errno = value; }
+static inline int sl_ioctl(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
+static inline int sl_ioctl_value(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
+static inline int sl_open(const char *path, int flags) { return open(path, flags | O_CLOEXEC); }
+static inline int sl_open_mode(const char *path, int flags, unsigned mode) { return open(path, flags | O_CLOEXEC, mode); }
+static inline int sl_fcntl(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
+static inline int sl_map_failed(void *p) { return p == MAP_FAILED; }
+
+// MARK: struct kvm_run access. Swift copies unions out of structs, so pointers into the
+// mapped page come from here and stay valid for the vCPU's life.
+static inline uint32_t sl_run_exit_reason(struct kvm_run *run) { return run->exit_reason; }
+static inline void sl_run_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t sl_run_mmio_addr(struct kvm_run *run) { return run->mmio.phys_addr; }
+static inline uint32_t sl_run_mmio_len(struct kvm_run *run) { return run->mmio.len; }
+static inline uint8_t sl_run_mmio_is_write(struct kvm_run *run) { return run->mmio.is_write; }
+static inline uint8_t *sl_run_mmio_data(struct kvm_run *run) { return run->mmio.data; }
+static inline uint8_t sl_run_io_direction(struct kvm_run *run) { return run->io.direction; }
+static inline uint8_t sl_run_io_size(struct kvm_run *run) { return run->io.size; }
+static inline uint16_t sl_run_io_port(struct kvm_run *run) { return run->io.port; }
+static inline uint32_t sl_run_io_count(struct kvm_run *run) { return run->io.count; }
+static inline uint8_t *sl_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
+static inline uint32_t sl_run_system_event_type(struct kvm_run *run) { return run->system_event.type; }
+static inline uint64_t sl_run_hardware_exit_reason(struct kvm_run *run) { return run->fail_entry.hardware_entry_failure_reason; }
+static inline uint32_t sl_run_internal_suberror(struct kvm_run *run) { return run->internal.suberror; }
+
+// MARK: vCPU kicks. A signal sent to a vCPU thread sets immediate_exit on that thread's
+// kvm_run, so a KVM_RUN about to start returns at once and one in progress returns EINTR.
+void sl_vcpu_thread_set_run(struct kvm_run *run);
+int sl_install_kick_handler(int signo);
+int sl_block_signal(int signo, int block);
+
+// MARK: process arguments. Embedded Swift has no CommandLine; an .init_array hook keeps them.
+int sl_argc(void);
+char **sl_argv(void);
+
+// MARK: libfdt macros
+static inline uint32_t sl_fdt_totalsize(const void *fdt) { return fdt_totalsize(fdt); }
+static inline int sl_fdt_property_string(void *fdt, const char *name, const char *value) {
+    return fdt_property_string(fdt, name, value);
+}
+static inline int sl_fdt_property_u32(void *fdt, const char *name, uint32_t value) {
+    return fdt_property_u32(fdt, name, value);
+}
+static inline int sl_fdt_property_u64(void *fdt, const char *name, uint64_t value) {
+    return fdt_property_u64(fdt, name, value);
+}
+
+#endif

@@ -1,0 +1,42 @@
+#include "clinux.h"
+
+static __thread struct kvm_run *sl_thread_run;
+
+void sl_vcpu_thread_set_run(struct kvm_run *run) { sl_thread_run = run; }
+
+static void sl_kick_handler(int signo) {
+    (void)signo;
+    struct kvm_run *run = sl_thread_run;
+    if (run) __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+}
+
+int sl_install_kick_handler(int signo) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sl_kick_handler;
+    sigemptyset(&sa.sa_mask);
+    // No SA_RESTART: an interrupted KVM_RUN must return EINTR to the run loop.
+    return sigaction(signo, &sa, NULL);
+}
+
+int sl_block_signal(int signo, int block) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    return pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+static int saved_argc;
+static char **saved_argv;
+
+static void sl_save_args(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+
+__attribute__((section(".init_array"), used))
+static void (*sl_save_args_hook)(int, char **, char **) = sl_save_args;
+
+int sl_argc(void) { return saved_argc; }
+char **sl_argv(void) { return saved_argv; }

@@ -1,0 +1,3 @@
+import CLinux
+
+print("swiftlet: argc \(sl_argc())")
