@@ -1,3 +1,36 @@
 import CLinux
+import SwiftletCore
 
-print("swiftlet: argc \(sl_argc())")
+let version = "0.1.0"
+
+let usage = """
+Usage: swiftlet COMMAND [OPTIONS]
+
+Swiftlet is a small KVM virtual machine monitor for arm64 and x86_64 Linux hosts.
+
+Commands:
+  run        boot a kernel in a new VM (swiftlet run --help)
+  version    print the version
+
+Options:
+  -h, --help     show this help
+  -V, --version  print the version
+"""
+
+let arguments = processArguments()
+var status: Int32 = 0
+switch arguments.first {
+case nil:
+    printError(usage)
+    status = 2
+case "-h", "--help", "help":
+    print(usage)
+case "-V", "--version", "version":
+    print("swiftlet \(version) (\(HostMachine.name))")
+case "run":
+    status = RunCommand.main(Array(arguments.dropFirst()))
+default:
+    printError("swiftlet: unknown command '\(arguments[0])' (see swiftlet --help)")
+    status = 2
+}
+exit(status)

@@ -1,0 +1,99 @@
+/// `swiftlet run` flags → VMConfig. Pure, so every bad input is unit-tested.
+public enum RunOptions {
+    public static let usage = """
+    Usage: swiftlet run --kernel PATH [OPTIONS]
+
+    Boot a Linux kernel (or a raw binary) in a new KVM virtual machine. The guest console is
+    this terminal; the guest powering off or rebooting ends swiftlet with status 0.
+
+    Options:
+      --kernel PATH        kernel to boot: arm64 Image or raw binary (arm64), bzImage or raw
+                           binary (x86_64)
+      --initrd PATH        initial ramdisk
+      --cmdline STRING     kernel command line
+      --cpus N             number of vCPUs, one thread each (default 1)
+      --memory MIB         guest RAM in MiB (default 256); also accepts a K, M or G suffix
+      --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
+      --api-socket PATH    serve the control API on a Unix socket at PATH
+      -h, --help           show this help
+    """
+
+    public enum Parsed: Equatable {
+        case run(VMConfig)
+        case help
+    }
+
+    public static func parse(_ arguments: [String]) throws(SwiftletError) -> Parsed {
+        var config = VMConfig()
+        var index = 0
+        func value(_ flag: String) throws(SwiftletError) -> String {
+            index += 1
+            guard index < arguments.count else { throw .invalidArgument("\(flag) needs a value") }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            var argument = arguments[index]
+            var inlineValue: String?
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                inlineValue = String(argument[argument.index(after: equals)...])
+                argument = String(argument[..<equals])
+            }
+            func next() throws(SwiftletError) -> String {
+                if let inlineValue { return inlineValue }
+                return try value(argument)
+            }
+            switch argument {
+            case "-h", "--help": return .help
+            case "--kernel": config.kernelPath = try nonEmpty(try next(), argument)
+            case "--initrd": config.initrdPath = try nonEmpty(try next(), argument)
+            case "--cmdline": config.cmdline = try next()
+            case "--cpus": config.cpus = try parseCount(try next(), flag: argument)
+            case "--memory": config.memoryMiB = try parseMiB(try next())
+            case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
+            case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
+            default:
+                if argument.hasPrefix("-") { throw .invalidArgument("unknown option \(argument) (see swiftlet run --help)") }
+                throw .invalidArgument("unexpected argument \(argument) (see swiftlet run --help)")
+            }
+            index += 1
+        }
+        if config.kernelPath == nil && config.apiSocketPath == nil {
+            throw .invalidArgument("--kernel PATH is required (see swiftlet run --help)")
+        }
+        try config.validate()
+        return .run(config)
+    }
+
+    static func nonEmpty(_ value: String, _ flag: String) throws(SwiftletError) -> String {
+        guard !value.isEmpty else { throw .invalidArgument("\(flag) needs a non-empty value") }
+        return value
+    }
+
+    static func parseCount(_ text: String, flag: String) throws(SwiftletError) -> Int {
+        guard let value = Int(text), value > 0 else {
+            throw .invalidArgument("\(flag) needs a positive whole number, got '\(text)'")
+        }
+        return value
+    }
+
+    /// MiB by default; K, M, G suffixes (binary units) as QEMU and kvmtool accept.
+    public static func parseMiB(_ text: String) throws(SwiftletError) -> UInt64 {
+        var digits = text
+        var shift: UInt64 = 20
+        if let last = text.last, !last.isNumber {
+            digits = String(text.dropLast())
+            switch last {
+            case "K", "k": shift = 10
+            case "M", "m": shift = 20
+            case "G", "g": shift = 30
+            default: throw .invalidArgument("--memory: unknown unit '\(last)' in '\(text)' (use K, M or G)")
+            }
+        }
+        guard let number = UInt64(digits), number > 0, number <= (1 << 40) >> shift else {
+            throw .invalidArgument("--memory needs a positive size in MiB, got '\(text)'")
+        }
+        let bytes = number << shift
+        guard bytes % (1 << 20) == 0 else { throw .invalidArgument("--memory must be a whole number of MiB, got '\(text)'") }
+        return bytes >> 20
+    }
+}

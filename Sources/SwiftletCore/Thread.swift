@@ -1,0 +1,41 @@
+import CLinux
+
+/// A joinable pthread running a Swift closure. Threads are few and long-lived (one per
+/// vCPU, plus the main loop), so each is a real OS thread, not a task.
+public final class Thread {
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    public let handle: pthread_t
+    private var joined = false
+
+    private init(handle: pthread_t) { self.handle = handle }
+
+    public static func spawn(_ body: @escaping () -> Void) throws(SwiftletError) -> Thread {
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        var handle = pthread_t()
+        let rc = pthread_create(&handle, nil, { context in
+            let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+            body.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            throw .system("pthread_create", errno: rc)
+        }
+        return Thread(handle: handle)
+    }
+
+    /// Sends `signal` to this thread (used to kick a vCPU out of KVM_RUN).
+    public func signal(_ signal: Int32) {
+        if !joined { _ = pthread_kill(handle, signal) }
+    }
+
+    public func join() {
+        guard !joined else { return }
+        joined = true
+        _ = pthread_join(handle, nil)
+    }
+}

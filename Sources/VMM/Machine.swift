@@ -1,0 +1,9 @@
+import KVM
+import SwiftletCore
+
+/// What each architecture provides: from a config, a VM with its memory map, devices,
+/// boot image loaded and vCPUs set up to enter the kernel.
+public protocol Machine {
+    static var name: String { get }
+    static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM
+}

@@ -1,0 +1,26 @@
+import SwiftletCore
+
+/// Why a VM stopped. Guest-initiated power-off and reset are normal ends (status 0);
+/// a failure is a VMM or KVM error (status 1).
+public enum VMExit: Equatable, CustomStringConvertible {
+    case powerOff
+    case reset
+    case halted
+    case stopped
+    case failure(String)
+
+    public var status: Int32 {
+        if case .failure = self { return 1 }
+        return 0
+    }
+
+    public var description: String {
+        switch self {
+        case .powerOff: return "guest powered off"
+        case .reset: return "guest reset"
+        case .halted: return "guest halted"
+        case .stopped: return "stopped"
+        case .failure(let message): return message
+        }
+    }
+}
