@@ -4,6 +4,10 @@ import PackageDescription
 // One source tree, three builds: the host build (normal Swift, unit and KVM tests), and
 // the Embedded Swift static-pie edge builds for aarch64 and x86_64 (ci/build-edge).
 // Every product module therefore compiles in both modes.
+// Tests use full Swift (Foundation, XCTest); the Swift 5 language mode keeps their
+// process and pipe plumbing free of Sendable ceremony.
+let testSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
 let package = Package(
     name: "Swiftlet",
     products: [
@@ -19,9 +23,9 @@ let package = Package(
         .target(name: "X86_64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
         .executableTarget(name: "swiftlet",
                           dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "ARM64", "X86_64"]),
-        .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"]),
+        .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"], swiftSettings: testSettings),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "IntegrationTests",
-                    dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"]),
+                    dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"], swiftSettings: testSettings),
     ]
 )

@@ -14,9 +14,12 @@ public final class KVMSystem {
             throw .unsupported("cannot open \(path): \(SwiftletError.errnoString(code)) (KVM must be enabled and \(path) readable and writable by this user)")
         }
         let version = sl_ioctl_value(fd, SL_KVM_GET_API_VERSION, 0)
-        guard version == KVMSystem.requiredAPIVersion else {
+        let code = sl_errno()
+        do {
+            try KVMSystem.checkAPIVersion(version, errno: code, path: path)
+        } catch {
             close(fd)
-            throw .unsupported("\(path) reports KVM API version \(version); Swiftlet needs version \(KVMSystem.requiredAPIVersion)")
+            throw error
         }
         let size = sl_ioctl_value(fd, SL_KVM_GET_VCPU_MMAP_SIZE, 0)
         guard size > 0 else {
@@ -29,6 +32,16 @@ public final class KVMSystem {
     }
 
     deinit { close(fd) }
+
+    /// KVM_GET_API_VERSION's answer must be 12; anything else is not a KVM Swiftlet knows.
+    public static func checkAPIVersion(_ version: Int32, errno code: Int32, path: String) throws(SwiftletError) {
+        if version < 0 {
+            throw .unsupported("\(path) is not a KVM device (KVM_GET_API_VERSION: \(SwiftletError.errnoString(code)))")
+        }
+        guard version == requiredAPIVersion else {
+            throw .unsupported("\(path) reports KVM API version \(version); Swiftlet needs version \(requiredAPIVersion)")
+        }
+    }
 
     /// KVM_CHECK_EXTENSION: 0 when absent, otherwise a capability-specific value.
     public func check(_ capability: Int32) -> Int32 {

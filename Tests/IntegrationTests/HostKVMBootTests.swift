@@ -1,0 +1,94 @@
+import XCTest
+import KVM
+import SwiftletCore
+import VMM
+@testable import X86_64
+
+final class CollectingConsole: ConsoleSink {
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    func write(_ byte: UInt8) { lock.lock(); bytes.append(byte); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: bytes, as: UTF8.self) }
+}
+
+/// Tiny x86_64 guests on this host's /dev/kvm: real KVM_RUN, real I/O exits.
+final class HostKVMBootTests: XCTestCase {
+    override func setUpWithError() throws { try TestSupport.requireKVM() }
+
+    func testTinyGuestOutputReachesTheVMMThroughIOExits() throws {
+        var config = VMConfig()
+        config.kernelPath = try TestSupport.guestImage("hello-x86_64")
+        config.memoryMiB = 16
+        let console = CollectingConsole()
+        let vm = try X86Machine.build(config, system: try KVMSystem(), console: console)
+        let exit = try vm.run()
+        XCTAssertEqual(console.text, "Hello from a Swiftlet x86_64 guest\n")
+        XCTAssertEqual(exit, .reset, "the guest's i8042 reset ends the run")
+        XCTAssertEqual(exit.status, 0)
+    }
+
+    func testSwiftletBinaryBootsTinyGuestAndExitsZero() throws {
+        let image = try TestSupport.guestImage("hello-x86_64")
+        for cpus in ["1", "2"] {
+            let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32", "--cpus", cpus])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertEqual(result.stdout, "Hello from a Swiftlet x86_64 guest\n")
+            XCTAssertEqual(result.stderr, "")
+        }
+    }
+
+    func testMemoryAboveTheMMIOHoleIsSplit() throws {
+        XCTAssertEqual(X86Machine.ramRegions(256 << 20), [.init(guestBase: 0, size: 256 << 20)])
+        XCTAssertEqual(X86Machine.ramRegions(4 << 30), [.init(guestBase: 0, size: 0xC000_0000),
+                                                        .init(guestBase: 0x1_0000_0000, size: 0x4000_0000)])
+    }
+
+    func testKernelLargerThanMemoryIsRefused() throws {
+        let path = NSTemporaryDirectory() + "swiftlet-big-\(getpid()).bin"
+        FileManager.default.createFile(atPath: path, contents: Data(count: 3 << 20))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", path, "--memory", "2"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("does not fit in guest memory"), result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result.stderr)")
+    }
+}
+
+/// What a user sees when KVM is unusable.
+final class KVMAvailabilityTests: XCTestCase {
+    func testMissingDeviceGivesOneClearLine() {
+        XCTAssertThrowsError(try KVMSystem(path: "/nonexistent/kvm")) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("cannot open /nonexistent/kvm: No such file or directory"), message)
+        }
+    }
+
+    func testNonKVMDeviceIsRecognised() {
+        XCTAssertThrowsError(try KVMSystem(path: "/dev/null")) { error in
+            XCTAssertTrue("\(error)".contains("/dev/null is not a KVM device"), "\(error)")
+        }
+    }
+
+    func testAPIVersionOtherThan12IsRefused() {
+        XCTAssertNoThrow(try KVMSystem.checkAPIVersion(12, errno: 0, path: "/dev/kvm"))
+        for version: Int32 in [0, 11, 13, 2] {
+            XCTAssertThrowsError(try KVMSystem.checkAPIVersion(version, errno: 0, path: "/dev/kvm")) { error in
+                XCTAssertEqual("\(error)", "/dev/kvm reports KVM API version \(version); Swiftlet needs version 12")
+            }
+        }
+    }
+
+    func testBinaryReportsInaccessibleKVM() throws {
+        // /dev/kvm is root-only (crw-------) here: as `nobody` it cannot be opened.
+        guard getuid() == 0 else { throw TestSupport.Failure("this test drops privileges with runuser and needs root") }
+        let image = try TestSupport.guestImage("hello-x86_64")
+        let copy = NSTemporaryDirectory() + "swiftlet-nobody-\(getpid())"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: TestSupport.swiftletBinary, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let result = try TestSupport.run("/usr/sbin/runuser", ["-u", "nobody", "--", copy, "run", "--kernel", image])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.hasPrefix("swiftlet: cannot open /dev/kvm: Permission denied"), result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+    }
+}
