@@ -25,6 +25,7 @@ let package = Package(
                           dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "ARM64", "X86_64"]),
         .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"], swiftSettings: testSettings),
+        .testTarget(name: "ARM64Tests", dependencies: ["ARM64", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "IntegrationTests",
                     dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"], swiftSettings: testSettings),
     ]

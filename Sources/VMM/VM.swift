@@ -46,6 +46,10 @@ public final class VM {
         return control.exit ?? .stopped
     }
 
+    /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
+    public func retain(_ object: AnyObject) { keptAlive.append(object) }
+    private var keptAlive: [AnyObject] = []
+
     /// Asks the VM to stop from outside the vCPU threads (signals, API).
     public func requestStop(_ exit: VMExit) { control.requestStop(exit) }
 

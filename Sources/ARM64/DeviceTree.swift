@@ -1,0 +1,204 @@
+import SwiftletCore
+
+public enum GICVersion: Equatable {
+    case v3
+    case v2
+}
+
+/// Everything the guest's device tree describes.
+public struct DeviceTreeConfig: Equatable {
+    public var cpus: Int
+    public var memorySize: UInt64
+    public var gic: GICVersion = .v3
+    public var bootargs: String = ""
+    /// [start, end) of the initrd in guest memory.
+    public var initrd: (start: UInt64, end: UInt64)? {
+        get { initrdRange.map { ($0.lowerBound, $0.upperBound) } }
+        set { initrdRange = newValue.map { $0.start..<$0.end } }
+    }
+    var initrdRange: Range<UInt64>?
+    /// Entropy for the guest's early RNG (chosen/rng-seed).
+    public var rngSeed: [UInt8] = []
+    public var pmu = false
+
+    public init(cpus: Int, memorySize: UInt64) {
+        self.cpus = cpus
+        self.memorySize = memorySize
+    }
+}
+
+// GIC interrupt specifier cells: type, number, flags (bindings/interrupt-controller/arm,gic*.yaml).
+private let GIC_SPI: UInt32 = 0
+private let GIC_PPI: UInt32 = 1
+private let IRQ_TYPE_LEVEL_HIGH: UInt32 = 4
+private let IRQ_TYPE_EDGE_RISING: UInt32 = 1
+private let GPIO_ACTIVE_HIGH: UInt32 = 0
+private let KEY_POWER: UInt32 = 116
+
+// Architected timer PPIs as on QEMU virt: secure, non-secure, virtual, hypervisor.
+private let timerPPIs: [UInt32] = [13, 14, 11, 10]
+private let gicMaintenancePPI: UInt32 = 9
+private let pmuPPI: UInt32 = 7
+
+private enum Phandle {
+    static let gic: UInt32 = 1
+    static let apbClock: UInt32 = 2
+    static let gpio: UInt32 = 3
+}
+
+/// The power key sits on PL061 line 3, as on QEMU virt.
+public let powerKeyGPIOLine: UInt32 = 3
+
+public enum DeviceTree {
+    /// MPIDR_EL1 affinity KVM gives vCPU `index` (16 per Aff0 cluster), which is what a
+    /// cpu node's `reg` must hold for PSCI CPU_ON to find it.
+    public static func mpidr(_ index: Int) -> UInt64 {
+        let id = UInt64(index)
+        return (id & 0xF) | ((id >> 4) & 0xFF) << 8 | ((id >> 12) & 0xFF) << 16
+    }
+
+    public static func generate(_ config: DeviceTreeConfig) throws(SwiftletError) -> [UInt8] {
+        let fdt = try FDTWriter()
+        try fdt.beginNode("")
+        try fdt.property("compatible", string: "linux,dummy-virt")
+        try fdt.property("model", string: "Swiftlet arm64 virtual machine")
+        try fdt.property("#address-cells", u32: 2)
+        try fdt.property("#size-cells", u32: 2)
+        try fdt.property("interrupt-parent", u32: Phandle.gic)
+
+        try chosen(fdt, config)
+        try fdt.beginNode("aliases")
+        try fdt.property("serial0", string: "/pl011@\(hex(Layout.pl011))")
+        try fdt.endNode()
+
+        try fdt.beginNode("memory@\(hex(Layout.ramBase))")
+        try fdt.property("device_type", string: "memory")
+        try fdt.property("reg", u64s: [Layout.ramBase, config.memorySize])
+        try fdt.endNode()
+
+        try cpus(fdt, config)
+        try fdt.beginNode("psci")
+        try fdt.property("compatible", strings: ["arm,psci-1.0", "arm,psci-0.2"])
+        try fdt.property("method", string: "hvc")
+        try fdt.endNode()
+
+        try interruptController(fdt, config)
+        try timer(fdt, config)
+        if config.pmu {
+            try fdt.beginNode("pmu")
+            try fdt.property("compatible", string: "arm,armv8-pmuv3")
+            try fdt.property("interrupts", cells: [GIC_PPI, pmuPPI, ppiFlags(config)])
+            try fdt.endNode()
+        }
+
+        try fdt.beginNode("apb-pclk")
+        try fdt.property("compatible", string: "fixed-clock")
+        try fdt.property("#clock-cells", u32: 0)
+        try fdt.property("clock-frequency", u32: 24_000_000)
+        try fdt.property("clock-output-names", string: "clk24mhz")
+        try fdt.property("phandle", u32: Phandle.apbClock)
+        try fdt.endNode()
+
+        try primeCell(fdt, name: "pl011", base: Layout.pl011, compatible: "arm,pl011", spi: Layout.pl011SPI,
+                      clockNames: ["uartclk", "apb_pclk"])
+        try primeCell(fdt, name: "pl031", base: Layout.pl031, compatible: "arm,pl031", spi: Layout.pl031SPI,
+                      clockNames: ["apb_pclk"])
+        try primeCell(fdt, name: "pl061", base: Layout.pl061, compatible: "arm,pl061", spi: Layout.pl061SPI,
+                      clockNames: ["apb_pclk"]) { () throws(SwiftletError) in
+            try fdt.property("gpio-controller")
+            try fdt.property("#gpio-cells", u32: 2)
+            try fdt.property("phandle", u32: Phandle.gpio)
+        }
+
+        try fdt.beginNode("gpio-keys")
+        try fdt.property("compatible", string: "gpio-keys")
+        try fdt.beginNode("poweroff")
+        try fdt.property("label", string: "GPIO Key Poweroff")
+        try fdt.property("linux,code", u32: KEY_POWER)
+        try fdt.property("gpios", cells: [Phandle.gpio, powerKeyGPIOLine, GPIO_ACTIVE_HIGH])
+        try fdt.endNode()
+        try fdt.endNode()
+
+        try fdt.endNode()
+        return try fdt.finish()
+    }
+
+    private static func chosen(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+        try fdt.beginNode("chosen")
+        try fdt.property("bootargs", string: config.bootargs)
+        try fdt.property("stdout-path", string: "/pl011@\(hex(Layout.pl011))")
+        if let initrd = config.initrdRange {
+            try fdt.property("linux,initrd-start", u64: initrd.lowerBound)
+            try fdt.property("linux,initrd-end", u64: initrd.upperBound)
+        }
+        if !config.rngSeed.isEmpty { try fdt.property("rng-seed", bytes: config.rngSeed) }
+        try fdt.endNode()
+    }
+
+    private static func cpus(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+        try fdt.beginNode("cpus")
+        try fdt.property("#address-cells", u32: 1)
+        try fdt.property("#size-cells", u32: 0)
+        for index in 0..<config.cpus {
+            let affinity = mpidr(index)
+            try fdt.beginNode("cpu@\(hex(affinity))")
+            try fdt.property("device_type", string: "cpu")
+            try fdt.property("compatible", string: "arm,arm-v8")
+            try fdt.property("enable-method", string: "psci")
+            try fdt.property("reg", u32: UInt32(affinity))
+            try fdt.endNode()
+        }
+        try fdt.endNode()
+    }
+
+    private static func interruptController(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+        try fdt.beginNode("intc@\(hex(Layout.gicDistributor))")
+        switch config.gic {
+        case .v3:
+            try fdt.property("compatible", string: "arm,gic-v3")
+            try fdt.property("reg", u64s: [Layout.gicDistributor, Layout.gicDistributorSize,
+                                           Layout.gicRedistributors, Layout.gicRedistributorSize * UInt64(config.cpus)])
+            try fdt.property("#redistributor-regions", u32: 1)
+        case .v2:
+            try fdt.property("compatible", string: "arm,cortex-a15-gic")
+            try fdt.property("reg", u64s: [Layout.gicDistributor, Layout.gicDistributorSize,
+                                           Layout.gicV2CPUInterface, Layout.gicV2CPUInterfaceSize])
+        }
+        try fdt.property("#interrupt-cells", u32: 3)
+        try fdt.property("interrupt-controller")
+        try fdt.property("#address-cells", u32: 2)
+        try fdt.property("#size-cells", u32: 2)
+        try fdt.property("ranges")
+        try fdt.property("interrupts", cells: [GIC_PPI, gicMaintenancePPI, ppiFlags(config)])
+        try fdt.property("phandle", u32: Phandle.gic)
+        try fdt.endNode()
+    }
+
+    private static func timer(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+        try fdt.beginNode("timer")
+        try fdt.property("compatible", string: "arm,armv8-timer")
+        try fdt.property("always-on")
+        var cells: [UInt32] = []
+        for ppi in timerPPIs { cells += [GIC_PPI, ppi, ppiFlags(config)] }
+        try fdt.property("interrupts", cells: cells)
+        try fdt.endNode()
+    }
+
+    /// GICv2 PPI specifiers carry a mask of the CPUs they go to; GICv3 ones do not.
+    private static func ppiFlags(_ config: DeviceTreeConfig) -> UInt32 {
+        guard config.gic == .v2 else { return IRQ_TYPE_LEVEL_HIGH }
+        return ((1 << UInt32(min(config.cpus, 8))) - 1) << 8 | IRQ_TYPE_LEVEL_HIGH
+    }
+
+    private static func primeCell(_ fdt: FDTWriter, name: String, base: UInt64, compatible: String, spi: UInt32,
+                                  clockNames: [String], extra: () throws(SwiftletError) -> Void = {}) throws(SwiftletError) {
+        try fdt.beginNode("\(name)@\(hex(base))")
+        try fdt.property("compatible", strings: [compatible, "arm,primecell"])
+        try fdt.property("reg", u64s: [base, Layout.primeCellSize])
+        try fdt.property("interrupts", cells: [GIC_SPI, spi, IRQ_TYPE_LEVEL_HIGH])
+        try fdt.property("clocks", cells: [UInt32](repeating: Phandle.apbClock, count: clockNames.count))
+        try fdt.property("clock-names", strings: clockNames)
+        try extra()
+        try fdt.endNode()
+    }
+}

@@ -1,0 +1,85 @@
+import SwiftletCore
+
+/// Where an arm64 kernel goes and where it is entered, from Linux's arm64 booting.rst:
+/// an Image has a 64-byte header with text_offset, image_size and flags, and loads at a
+/// 2 MiB-aligned base + text_offset; a file without the header is a raw binary.
+public struct KernelPlacement: Equatable {
+    public let loadAddress: UInt64
+    public let entry: UInt64
+    /// Bytes the kernel occupies once running (image_size: text, data and BSS).
+    public let footprint: UInt64
+    public let isImage: Bool
+}
+
+public enum ImageLoader {
+    static let headerSize = 64
+    static let magic: UInt32 = 0x644D_5241           // "ARM\x64" at offset 56
+    static let defaultTextOffset: UInt64 = 0x8_0000    // for image_size == 0 (pre-3.17 kernels)
+    static let flagBigEndian: UInt64 = 1 << 0
+
+    /// Works out placement for `bytes` in RAM at `ramBase` of `ramSize` bytes.
+    public static func place(_ bytes: [UInt8], path: String, ramBase: UInt64, ramSize: UInt64) throws(SwiftletError) -> KernelPlacement {
+        guard !bytes.isEmpty else { throw .invalidImage("kernel \(path) is empty") }
+        let placement: KernelPlacement
+        if bytes.count >= headerSize && le32(bytes, 56) == magic {
+            placement = try placeImage(bytes, path: path, ramBase: ramBase)
+        } else {
+            let load = ramBase + Layout.rawImageOffset
+            placement = KernelPlacement(loadAddress: load, entry: load, footprint: UInt64(bytes.count), isImage: false)
+        }
+        let end = placement.loadAddress - ramBase + placement.footprint
+        guard end <= ramSize else {
+            throw .invalidImage("kernel \(path) needs \(mib(end)) MiB of guest memory from the RAM base, but the guest has \(mib(ramSize)) MiB (raise --memory)")
+        }
+        return placement
+    }
+
+    static func placeImage(_ bytes: [UInt8], path: String, ramBase: UInt64) throws(SwiftletError) -> KernelPlacement {
+        var textOffset = le64(bytes, 8)
+        let imageSize = le64(bytes, 16)
+        let flags = le64(bytes, 24)
+        guard flags & flagBigEndian == 0 else { throw .invalidImage("kernel \(path) is a big-endian arm64 Image; Swiftlet boots little-endian kernels") }
+        if imageSize == 0 { textOffset = defaultTextOffset }
+        guard textOffset % 4096 == 0, textOffset < (2 << 20) else {
+            throw .invalidImage("kernel \(path) has a bad arm64 Image header (text_offset 0x\(hex(textOffset)))")
+        }
+        let footprint = imageSize == 0 ? UInt64(bytes.count) : imageSize
+        guard imageSize == 0 || UInt64(bytes.count) <= imageSize else {
+            throw .invalidImage("kernel \(path) has a bad arm64 Image header (file of \(bytes.count) bytes, image_size \(imageSize))")
+        }
+        if let needed = peFileSize(bytes), needed > UInt64(bytes.count) {
+            throw .invalidImage("kernel \(path) is truncated: its PE/COFF sections need \(needed) bytes, the file has \(bytes.count)")
+        }
+        let base = (ramBase + (2 << 20) - 1) & ~((2 << 20) - 1)
+        let load = base + textOffset
+        return KernelPlacement(loadAddress: load, entry: load, footprint: footprint, isImage: true)
+    }
+
+    /// Distros' Images carry an EFI stub, i.e. a PE/COFF header whose section table says
+    /// how long the file must be: that is how a truncated kernel is caught before booting.
+    static func peFileSize(_ bytes: [UInt8]) -> UInt64? {
+        guard bytes.count >= headerSize, bytes[0] == 0x4D, bytes[1] == 0x5A else { return nil } // "MZ"
+        let pe = Int(le32(bytes, 0x3C))
+        guard pe > 0, pe <= bytes.count - 24, le32(bytes, pe) == 0x0000_4550 else { return nil }       // "PE\0\0"
+        let sectionCount = Int(le16(bytes, pe + 6))
+        let optionalHeaderSize = Int(le16(bytes, pe + 20))
+        let table = pe + 24 + optionalHeaderSize
+        var end: UInt64 = 0
+        for index in 0..<sectionCount {
+            let section = table + index * 40
+            guard section + 40 <= bytes.count else { return UInt64(section + 40) }
+            let rawSize = UInt64(le32(bytes, section + 16))
+            let rawPointer = UInt64(le32(bytes, section + 20))
+            end = max(end, rawPointer + rawSize)
+        }
+        return end
+    }
+
+    static func mib(_ bytes: UInt64) -> UInt64 { (bytes + (1 << 20) - 1) >> 20 }
+}
+
+@inline(__always) func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
+@inline(__always) func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
+    UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
+}
+@inline(__always) func le64(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(le32(b, o)) | UInt64(le32(b, o + 4)) << 32 }

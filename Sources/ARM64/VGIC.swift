@@ -1,0 +1,53 @@
+#if arch(arm64)
+import CLinux
+import KVM
+import SwiftletCore
+
+// vGIC device attributes (arch/arm64/include/uapi/asm/kvm.h).
+private let KVM_DEV_ARM_VGIC_GRP_ADDR: UInt32 = 0
+private let KVM_DEV_ARM_VGIC_GRP_NR_IRQS: UInt32 = 3
+private let KVM_DEV_ARM_VGIC_GRP_CTRL: UInt32 = 4
+private let KVM_DEV_ARM_VGIC_CTRL_INIT: UInt64 = 0
+private let KVM_VGIC_V2_ADDR_TYPE_DIST: UInt64 = 0
+private let KVM_VGIC_V2_ADDR_TYPE_CPU: UInt64 = 1
+private let KVM_VGIC_V3_ADDR_TYPE_DIST: UInt64 = 2
+private let KVM_VGIC_V3_ADDR_TYPE_REDIST: UInt64 = 3
+
+/// The in-kernel GIC: GICv3 where the host can, else GICv2 (at most 8 vCPUs).
+final class VGIC {
+    let device: KVMDevice
+    let version: GICVersion
+
+    /// Creates the GIC and places its frames. Call after the vCPUs exist, then `finalize`.
+    init(vm: KVMVM, cpus: Int) throws(SwiftletError) {
+        if let v3 = try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V3.rawValue)) {
+            device = v3
+            version = .v3
+            try VGIC.setAddress(v3, KVM_VGIC_V3_ADDR_TYPE_DIST, Layout.gicDistributor)
+            try VGIC.setAddress(v3, KVM_VGIC_V3_ADDR_TYPE_REDIST, Layout.gicRedistributors)
+        } else if let v2 = try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V2.rawValue)) {
+            guard cpus <= Layout.maxVCPUsGICv2 else {
+                throw .unsupported("this host's KVM offers only GICv2, which addresses at most \(Layout.maxVCPUsGICv2) vCPUs (asked for \(cpus))")
+            }
+            device = v2
+            version = .v2
+            try VGIC.setAddress(v2, KVM_VGIC_V2_ADDR_TYPE_DIST, Layout.gicDistributor)
+            try VGIC.setAddress(v2, KVM_VGIC_V2_ADDR_TYPE_CPU, Layout.gicV2CPUInterface)
+        } else {
+            throw .unsupported("this host's KVM can create neither a GICv3 nor a GICv2 (KVM_CREATE_DEVICE)")
+        }
+    }
+
+    private static func setAddress(_ device: KVMDevice, _ type: UInt64, _ address: UInt64) throws(SwiftletError) {
+        var value = address
+        try device.setAttribute(group: KVM_DEV_ARM_VGIC_GRP_ADDR, attribute: type, value: &value)
+    }
+
+    /// Sets the IRQ count and initialises the GIC; every vCPU must exist by now.
+    func finalize() throws(SwiftletError) {
+        var count = Layout.gicIRQCount
+        try device.setAttribute(group: KVM_DEV_ARM_VGIC_GRP_NR_IRQS, attribute: 0, value: &count)
+        try device.setAttribute(group: KVM_DEV_ARM_VGIC_GRP_CTRL, attribute: KVM_DEV_ARM_VGIC_CTRL_INIT, value: nil)
+    }
+}
+#endif

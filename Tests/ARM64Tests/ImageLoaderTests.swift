@@ -1,0 +1,96 @@
+import XCTest
+@testable import ARM64
+import SwiftletCore
+
+final class ImageLoaderTests: XCTestCase {
+    let ramBase: UInt64 = 0x4000_0000
+
+    /// A synthetic arm64 Image header (booting.rst) followed by `body` bytes.
+    func image(textOffset: UInt64 = 0, imageSize: UInt64 = 0x20_0000, flags: UInt64 = 0xA, fileSize: Int = 4096) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: fileSize)
+        func put64(_ value: UInt64, _ offset: Int) { for i in 0..<8 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) } }
+        put64(textOffset, 8)
+        put64(imageSize, 16)
+        put64(flags, 24)
+        bytes[56] = 0x41; bytes[57] = 0x52; bytes[58] = 0x4D; bytes[59] = 0x64   // "ARM\x64"
+        return bytes
+    }
+
+    func testImageLoadsAtTextOffsetFromA2MiBAlignedBase() throws {
+        let placement = try ImageLoader.place(image(textOffset: 0x8_0000), path: "Image", ramBase: ramBase, ramSize: 64 << 20)
+        XCTAssertTrue(placement.isImage)
+        XCTAssertEqual(placement.loadAddress, 0x4008_0000)
+        XCTAssertEqual(placement.entry, 0x4008_0000)
+        XCTAssertEqual(placement.footprint, 0x20_0000)
+        let zeroOffset = try ImageLoader.place(image(), path: "Image", ramBase: ramBase, ramSize: 64 << 20)
+        XCTAssertEqual(zeroOffset.loadAddress, ramBase)
+    }
+
+    func testRawBinaryLoadsAt512KiB() throws {
+        let placement = try ImageLoader.place([0x1F, 0x20, 0x03, 0xD5], path: "raw", ramBase: ramBase, ramSize: 16 << 20)
+        XCTAssertFalse(placement.isImage)
+        XCTAssertEqual(placement.loadAddress, ramBase + 0x8_0000)
+        XCTAssertEqual(placement.footprint, 4)
+    }
+
+    func testBadImagesAreRefused() {
+        XCTAssertThrowsError(try ImageLoader.place([], path: "empty", ramBase: ramBase, ramSize: 16 << 20)) {
+            XCTAssertEqual("\($0)", "kernel empty is empty")
+        }
+        XCTAssertThrowsError(try ImageLoader.place(image(flags: 1), path: "be", ramBase: ramBase, ramSize: 64 << 20)) {
+            XCTAssertTrue("\($0)".contains("big-endian"))
+        }
+        XCTAssertThrowsError(try ImageLoader.place(image(textOffset: 0x123), path: "odd", ramBase: ramBase, ramSize: 64 << 20)) {
+            XCTAssertTrue("\($0)".contains("bad arm64 Image header"))
+        }
+        XCTAssertThrowsError(try ImageLoader.place(image(imageSize: 100, fileSize: 4096), path: "small", ramBase: ramBase, ramSize: 64 << 20)) {
+            XCTAssertTrue("\($0)".contains("image_size 100"))
+        }
+    }
+
+    func testImageLargerThanMemoryIsRefused() {
+        XCTAssertThrowsError(try ImageLoader.place(image(imageSize: 40 << 20), path: "big", ramBase: ramBase, ramSize: 32 << 20)) {
+            XCTAssertEqual("\($0)", "kernel big needs 40 MiB of guest memory from the RAM base, but the guest has 32 MiB (raise --memory)")
+        }
+    }
+
+    func testTruncatedEFIStubImageIsCaught() {
+        var bytes = image(imageSize: 0x100_0000, fileSize: 0x2000)
+        bytes[0] = 0x4D; bytes[1] = 0x5A                     // "MZ"
+        bytes[0x3C] = 0x40                                   // PE header at 0x40
+        bytes[0x40] = 0x50; bytes[0x41] = 0x45               // "PE\0\0"
+        bytes[0x46] = 1                                      // one section
+        bytes[0x54] = 0                                      // no optional header
+        let section = 0x40 + 24
+        func put32(_ value: UInt32, _ offset: Int) { for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) } }
+        put32(0x10_0000, section + 16)                       // SizeOfRawData: 1 MiB
+        put32(0x1000, section + 20)                          // PointerToRawData
+        XCTAssertEqual(ImageLoader.peFileSize(bytes), 0x10_1000)
+        XCTAssertThrowsError(try ImageLoader.place(bytes, path: "cut", ramBase: ramBase, ramSize: 64 << 20)) {
+            XCTAssertTrue("\($0)".hasPrefix("kernel cut is truncated"), "\($0)")
+        }
+        put32(0x1000, section + 16)
+        XCTAssertNoThrow(try ImageLoader.place(bytes, path: "whole", ramBase: ramBase, ramSize: 64 << 20))
+    }
+
+    func testBootPlanPutsDTBOnTopAndInitrdBelowIt() throws {
+        let kernel = try ImageLoader.place(image(textOffset: 0x8_0000), path: "Image", ramBase: ramBase, ramSize: 64 << 20)
+        let plan = try BootPlan.make(kernel: kernel, initrdSize: 0x12345, ramBase: ramBase, ramSize: 64 << 20)
+        XCTAssertEqual(plan.dtbAddress, ramBase + (62 << 20))
+        XCTAssertEqual(plan.dtbAddress % 8, 0)
+        let initrd = try XCTUnwrap(plan.initrd)
+        XCTAssertEqual(initrd.lowerBound % 4096, 0)
+        XCTAssertEqual(initrd.count, 0x12345)
+        XCTAssertLessThanOrEqual(initrd.upperBound, plan.dtbAddress)
+        XCTAssertGreaterThanOrEqual(initrd.lowerBound, kernel.loadAddress + kernel.footprint)
+    }
+
+    func testMemoryTooSmallForKernelAndInitrd() throws {
+        let kernel = try ImageLoader.place(image(imageSize: 20 << 20), path: "Image", ramBase: ramBase, ramSize: 32 << 20)
+        XCTAssertNoThrow(try BootPlan.make(kernel: kernel, initrdSize: 9 << 20, ramBase: ramBase, ramSize: 32 << 20))
+        XCTAssertThrowsError(try BootPlan.make(kernel: kernel, initrdSize: 11 << 20, ramBase: ramBase, ramSize: 32 << 20)) {
+            XCTAssertTrue("\($0)".contains("too small for the kernel (20 MiB), the initrd (11 MiB)"), "\($0)")
+        }
+        XCTAssertThrowsError(try BootPlan.make(kernel: kernel, initrdSize: nil, ramBase: ramBase, ramSize: 21 << 20))
+    }
+}
