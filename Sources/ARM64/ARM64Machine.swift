@@ -58,7 +58,13 @@ public enum ARM64Machine: Machine {
         try gic.finalize()
 
         let mmio = Bus(name: "mmio")
-        try mmio.insert(PL011(output: console), base: Layout.pl011, size: Layout.primeCellSize)
+        let consoleSpace = try SpaceNotifier()
+        let uart = PL011(output: console, irq: SPILine(vm: kvm, spi: Layout.pl011SPI), spaceNotifier: consoleSpace)
+        let gpio = PL061(irq: SPILine(vm: kvm, spi: Layout.pl061SPI))
+        try mmio.insert(uart, base: Layout.pl011, size: Layout.primeCellSize)
+        try mmio.insert(PL031(irq: SPILine(vm: kvm, spi: Layout.pl031SPI), now: wallClockSeconds),
+                        base: Layout.pl031, size: Layout.primeCellSize)
+        try mmio.insert(gpio, base: Layout.pl061, size: Layout.primeCellSize)
 
         let dtb = try deviceTree(config, boot: boot, gic: gic.version, rngSeed: randomBytes(32))
         try memory.write(kernel.bytes, at: boot.kernel.loadAddress)
@@ -74,11 +80,27 @@ public enum ARM64Machine: Machine {
 
         let vm = try VM(kvm: kvm, memory: memory, mmioBus: mmio, pioBus: Bus(name: "pio"), vcpus: vcpus)
         vm.retain(gic)
+        vm.consoleInput = uart
+        vm.consoleSpace = consoleSpace
+        vm.powerButton = GPIOPowerKey(gpio: gpio)
         return vm
         #else
         throw .unsupported("the arm64 machine runs on arm64 hosts only")
         #endif
     }
+}
+
+/// The gpio-keys power key on PL061 line 3 (KEY_POWER in the device tree).
+final class GPIOPowerKey: PowerButton {
+    private let gpio: PL061
+    init(gpio: PL061) { self.gpio = gpio }
+    func setPressed(_ pressed: Bool) { gpio.setInput(line: Int(powerKeyGPIOLine), high: pressed) }
+}
+
+func wallClockSeconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec)
 }
 
 /// PSR_MODE_EL1h | PSR_F_BIT | PSR_I_BIT | PSR_A_BIT | PSR_D_BIT

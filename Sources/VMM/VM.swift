@@ -11,6 +11,11 @@ public final class VM {
     public let pioBus: Bus
     public let vcpus: [KVMVCPU]
     public let control: VMControl
+    /// Where host console input goes, and the eventfd it uses to say it has room again.
+    public var consoleInput: (any ConsoleInput)?
+    public var consoleSpace: SpaceNotifier?
+    /// The machine's graceful-shutdown button, pressed on SIGTERM (and by the API).
+    public var powerButton: (any PowerButton)?
     /// Bytes of kvm_run past which port-I/O data cannot lie (guards a bogus io.count).
     let kvmRunDataLimit: Int
 
@@ -31,6 +36,10 @@ public final class VM {
     /// and returns the first reason given.
     public func run() throws(SwiftletError) -> VMExit {
         guard sl_install_kick_handler(VM.kickSignal) == 0 else { throw .lastSystemError("sigaction") }
+        EventLoop.blockSignals()
+        let loop = try EventLoop(vm: self)
+        if consoleInput != nil { Terminal.enterRawMode() }
+        defer { Terminal.restore() }
         var threads: [Thread] = []
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, vm: self)
@@ -41,7 +50,7 @@ public final class VM {
                 break
             }
         }
-        control.waitForStop()
+        loop.run()
         stop(threads)
         return control.exit ?? .stopped
     }

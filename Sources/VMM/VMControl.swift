@@ -35,13 +35,4 @@ public final class VMControl {
             _ = CLinux.write(eventFD, &one, 8)
         }
     }
-
-    /// Blocks until a stop is requested (or `extraFD` is readable; then returns false).
-    public func waitForStop() {
-        var pfd = pollfd(fd: eventFD, events: Int16(POLLIN), revents: 0)
-        while !isStopping {
-            let rc = poll(&pfd, 1, -1)
-            if rc < 0 && sl_errno() != EINTR { return }
-        }
-    }
 }

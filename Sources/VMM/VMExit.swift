@@ -7,11 +7,15 @@ public enum VMExit: Equatable, CustomStringConvertible {
     case reset
     case halted
     case stopped
+    case signal(Int32)
     case failure(String)
 
     public var status: Int32 {
-        if case .failure = self { return 1 }
-        return 0
+        switch self {
+        case .failure: return 1
+        case .signal(let number): return 128 + number
+        default: return 0
+        }
     }
 
     public var description: String {
@@ -20,6 +24,7 @@ public enum VMExit: Equatable, CustomStringConvertible {
         case .reset: return "guest reset"
         case .halted: return "guest halted"
         case .stopped: return "stopped"
+        case .signal(let number): return "stopped by signal \(number)"
         case .failure(let message): return message
         }
     }

@@ -1,0 +1,165 @@
+import XCTest
+@testable import Devices
+import SwiftletCore
+
+final class PL011InputTests: XCTestCase {
+    func push(_ uart: PL011, _ text: String) -> Int {
+        Array(text.utf8).withUnsafeBytes { uart.push($0) }
+    }
+
+    func testInputRaisesReceiveInterruptAndDrainsInOrder() {
+        let irq = UnconnectedInterruptLine()
+        let uart = PL011(output: CollectingSink(), irq: irq)
+        writeWord(uart, 0x02C, 0x70)                 // LCR_H: 8 bits, FIFOs on
+        writeWord(uart, 0x038, (1 << 4) | (1 << 6))  // IMSC: RX and RT
+        XCTAssertFalse(irq.level)
+        XCTAssertEqual(push(uart, "ls\n"), 3)
+        XCTAssertTrue(irq.level, "receive timeout pending")
+        XCTAssertEqual(readWord(uart, 0x018) & (1 << 4), 0, "RXFE clear")
+        var received: [UInt8] = []
+        while readWord(uart, 0x018) & (1 << 4) == 0 { received.append(UInt8(readWord(uart, 0x000))) }
+        XCTAssertEqual(String(decoding: received, as: UTF8.self), "ls\n")
+        XCTAssertFalse(irq.level, "drained FIFO drops the interrupt")
+        XCTAssertEqual(readWord(uart, 0x000), 0, "empty FIFO reads 0")
+    }
+
+    func testFullFIFOAcceptsNoMoreAndTellsWhenThereIsRoom() throws {
+        let notifier = try SpaceNotifier()
+        let uart = PL011(output: CollectingSink(), spaceNotifier: notifier)
+        writeWord(uart, 0x02C, 0x70)
+        let text = String(repeating: "a", count: 20)
+        XCTAssertEqual(push(uart, text), PL011.fifoDepth, "16 fit, the rest waits")
+        XCTAssertFalse(uart.hasSpace)
+        XCTAssertNotEqual(readWord(uart, 0x018) & (1 << 6), 0, "RXFF")
+        _ = readWord(uart, 0x000)
+        XCTAssertTrue(uart.hasSpace)
+        var value: UInt64 = 0
+        XCTAssertEqual(read(notifier.fd, &value, 8), 8, "the main loop is woken")
+        XCTAssertEqual(value, 1)
+    }
+
+    func testCharacterModeHoldsOneByte() {
+        let uart = PL011(output: CollectingSink())
+        XCTAssertEqual(push(uart, "xy"), 1, "FIFOs off: one holding register")
+    }
+
+    func testInterruptClearAndMask() {
+        let irq = UnconnectedInterruptLine()
+        let uart = PL011(output: CollectingSink(), irq: irq)
+        writeWord(uart, 0x038, 1 << 5)              // TX interrupt enabled
+        writeWord(uart, 0x000, 0x41)
+        XCTAssertTrue(irq.level)
+        XCTAssertEqual(readWord(uart, 0x040), 1 << 5, "MIS")
+        writeWord(uart, 0x044, 1 << 5)              // ICR
+        XCTAssertFalse(irq.level)
+        XCTAssertEqual(readWord(uart, 0x03C) & (1 << 5), 0)
+    }
+}
+
+final class PL031Tests: XCTestCase {
+    func testCountsHostSecondsAndKeepsGuestLoad() {
+        var now: UInt64 = 1_700_000_000
+        let rtc = PL031(now: { now })
+        XCTAssertEqual(readWord(rtc, 0x000), 1_700_000_000)
+        now += 5
+        XCTAssertEqual(readWord(rtc, 0x000), 1_700_000_005)
+        writeWord(rtc, 0x008, 1000)                  // guest loads its own time
+        now += 7
+        XCTAssertEqual(readWord(rtc, 0x000), 1007)
+        XCTAssertEqual(readWord(rtc, 0x00C), 1, "running")
+        let ids = stride(from: UInt64(0xFE0), through: 0xFFC, by: 4).map { readWord(rtc, $0) }
+        XCTAssertEqual(ids, [0x31, 0x10, 0x04, 0x00, 0x0D, 0xF0, 0x05, 0xB1])
+    }
+
+    func testMatchAlarm() {
+        var now: UInt64 = 100
+        let irq = UnconnectedInterruptLine()
+        let rtc = PL031(irq: irq, now: { now })
+        writeWord(rtc, 0x010, 1)
+        writeWord(rtc, 0x004, 110)
+        XCTAssertFalse(irq.level)
+        now = 110
+        XCTAssertEqual(readWord(rtc, 0x014), 1)
+        XCTAssertTrue(irq.level)
+        writeWord(rtc, 0x01C, 1)
+        XCTAssertFalse(irq.level)
+    }
+}
+
+final class PL061Tests: XCTestCase {
+    /// What Linux's pl061 + gpio-keys do: line 3 input, both-edge interrupt, enabled.
+    func configurePowerKey(_ gpio: PL061) {
+        writeWord(gpio, 0x400, 0)          // all inputs
+        writeWord(gpio, 0x404, 0)          // edge
+        writeWord(gpio, 0x408, 1 << 3)     // both edges on line 3
+        writeWord(gpio, 0x410, 1 << 3)     // unmask line 3
+    }
+
+    func testPowerKeyPressAndReleaseInterrupt() {
+        let irq = UnconnectedInterruptLine()
+        let gpio = PL061(irq: irq)
+        configurePowerKey(gpio)
+        gpio.setInput(line: 3, high: true)
+        XCTAssertTrue(irq.level)
+        XCTAssertEqual(readWord(gpio, 0x418), 1 << 3, "MIS")
+        XCTAssertEqual(readWord(gpio, 0x3FC), 1 << 3, "GPIODATA (all lines) reads the key down")
+        XCTAssertEqual(readWord(gpio, 0x020), 1 << 3, "address-masked read of line 3 alone")
+        XCTAssertEqual(readWord(gpio, 0x010), 0, "a mask without line 3 hides it")
+        writeWord(gpio, 0x41C, 1 << 3)     // GPIOIC
+        XCTAssertFalse(irq.level)
+        gpio.setInput(line: 3, high: false)
+        XCTAssertTrue(irq.level, "release is an edge too")
+    }
+
+    func testLevelInterruptFollowsTheLine() {
+        let irq = UnconnectedInterruptLine()
+        let gpio = PL061(irq: irq)
+        writeWord(gpio, 0x404, 1 << 0)     // level
+        writeWord(gpio, 0x40C, 1 << 0)     // high
+        writeWord(gpio, 0x410, 1 << 0)
+        XCTAssertFalse(irq.level)
+        gpio.setInput(line: 0, high: true)
+        XCTAssertTrue(irq.level)
+        writeWord(gpio, 0x41C, 1)          // clearing a level interrupt does nothing
+        XCTAssertTrue(irq.level)
+        gpio.setInput(line: 0, high: false)
+        XCTAssertFalse(irq.level)
+    }
+
+    func testOutputsOnlyChangeMaskedOutputLines() {
+        let gpio = PL061()
+        writeWord(gpio, 0x400, 0x0F)       // lines 0-3 outputs
+        writeWord(gpio, 0x3FC, 0xFF)
+        XCTAssertEqual(readWord(gpio, 0x3FC), 0x0F)
+        writeWord(gpio, 0x004, 0x00)       // mask = line 0 only
+        XCTAssertEqual(readWord(gpio, 0x3FC), 0x0E)
+        gpio.setInput(line: 9, high: true) // out of range: ignored
+        XCTAssertEqual(readWord(gpio, 0x3FC), 0x0E)
+    }
+}
+
+final class EscapeFilterTests: XCTestCase {
+    func run(_ filter: inout EscapeFilter, _ bytes: [UInt8]) -> ([UInt8], EscapeFilter.Action) {
+        var buffer = bytes
+        let (count, action) = buffer.withUnsafeMutableBytes { filter.filter($0, count: bytes.count) }
+        return (Array(buffer[0..<count]), action)
+    }
+
+    func testCtrlAXQuits() {
+        var filter = EscapeFilter()
+        XCTAssertEqual(run(&filter, [0x61, 0x01, 0x78, 0x62]).1, .quit)
+    }
+
+    func testCtrlACtrlASendsOneAndOthersPassThrough() {
+        var filter = EscapeFilter()
+        let (bytes, action) = run(&filter, [0x03, 0x01, 0x01, 0x0D])
+        XCTAssertEqual(bytes, [0x03, 0x01, 0x0D])
+        XCTAssertEqual(action, .none)
+    }
+
+    func testEscapeSplitAcrossReads() {
+        var filter = EscapeFilter()
+        XCTAssertEqual(run(&filter, [0x6C, 0x01]).0, [0x6C])
+        XCTAssertEqual(run(&filter, [0x78]).1, .quit)
+    }
+}
