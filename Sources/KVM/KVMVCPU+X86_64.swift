@@ -44,3 +44,81 @@ extension KVMVM {
     }
 }
 #endif
+
+#if arch(x86_64)
+extension KVMSystem {
+    /// KVM_GET_SUPPORTED_CPUID, as plain entries.
+    public func supportedCPUID() throws(SwiftletError) -> [CPUIDLeaf] {
+        var capacity = 128
+        while capacity <= 4096 {
+            let size = 8 + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+            defer { raw.deallocate() }
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+            raw.storeBytes(of: UInt32(capacity), as: UInt32.self)
+            if sl_ioctl(fd, SL_KVM_GET_SUPPORTED_CPUID, raw) == 0 {
+                let count = Int(raw.load(as: UInt32.self))
+                let entries = (raw + 8).bindMemory(to: kvm_cpuid_entry2.self, capacity: count)
+                return (0..<count).map { i in
+                    let e = entries[i]
+                    return CPUIDLeaf(function: e.function, index: e.index, flags: e.flags, eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
+                }
+            }
+            guard sl_errno() == E2BIG else { throw .lastSystemError("KVM_GET_SUPPORTED_CPUID") }
+            capacity *= 2
+        }
+        throw .unsupported("KVM_GET_SUPPORTED_CPUID: more than 4096 entries")
+    }
+}
+
+extension KVMVCPU {
+    public func setCPUID(_ leaves: [CPUIDLeaf]) throws(SwiftletError) {
+        let size = 8 + leaves.count * MemoryLayout<kvm_cpuid_entry2>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { raw.deallocate() }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        raw.storeBytes(of: UInt32(leaves.count), as: UInt32.self)
+        let entries = (raw + 8).bindMemory(to: kvm_cpuid_entry2.self, capacity: leaves.count)
+        for (i, leaf) in leaves.enumerated() {
+            var e = kvm_cpuid_entry2()
+            e.function = leaf.function; e.index = leaf.index; e.flags = leaf.flags
+            e.eax = leaf.eax; e.ebx = leaf.ebx; e.ecx = leaf.ecx; e.edx = leaf.edx
+            entries[i] = e
+        }
+        guard sl_ioctl(fd, SL_KVM_SET_CPUID2, raw) == 0 else { throw .lastSystemError("KVM_SET_CPUID2") }
+    }
+
+    public func setMSRs(_ msrs: [(index: UInt32, value: UInt64)]) throws(SwiftletError) {
+        let size = 8 + msrs.count * MemoryLayout<kvm_msr_entry>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { raw.deallocate() }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        raw.storeBytes(of: UInt32(msrs.count), as: UInt32.self)
+        let entries = (raw + 8).bindMemory(to: kvm_msr_entry.self, capacity: msrs.count)
+        for (i, msr) in msrs.enumerated() {
+            entries[i] = kvm_msr_entry(index: msr.index, reserved: 0, data: msr.value)
+        }
+        let written = sl_ioctl(fd, SL_KVM_SET_MSRS, raw)
+        guard written == Int32(msrs.count) else {
+            if written < 0 { throw .lastSystemError("KVM_SET_MSRS") }
+            throw .unsupported("KVM_SET_MSRS: KVM refused MSR 0x\(hex(UInt64(msrs[Int(written)].index)))")
+        }
+    }
+
+    /// LAPIC LINT0 as ExtINT (the PIC) and LINT1 as NMI, as a PC's BIOS leaves them.
+    public func setLocalInterruptPins() throws(SwiftletError) {
+        var lapic = kvm_lapic_state()
+        guard sl_ioctl(fd, SL_KVM_GET_LAPIC, &lapic) == 0 else { throw .lastSystemError("KVM_GET_LAPIC") }
+        withUnsafeMutableBytes(of: &lapic.regs) { regs in
+            func setDeliveryMode(_ offset: Int, _ mode: UInt32) {
+                var value = regs.load(fromByteOffset: offset, as: UInt32.self)
+                value = (value & ~0x700) | (mode << 8)
+                regs.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+            }
+            setDeliveryMode(0x350, 7)   // APIC_LVT0: ExtINT
+            setDeliveryMode(0x360, 4)   // APIC_LVT1: NMI
+        }
+        guard sl_ioctl(fd, SL_KVM_SET_LAPIC, &lapic) == 0 else { throw .lastSystemError("KVM_SET_LAPIC") }
+    }
+}
+#endif

@@ -1,7 +1,8 @@
 import SwiftletCore
 
-// 16550A UART register map (offsets from the base port, 0x3F8 for COM1).
-// With LCR.DLAB set, offsets 0 and 1 are the divisor latch instead of THR/RBR and IER.
+// 16550A UART register map (offsets from the base port, 0x3F8 for COM1), from the
+// National Semiconductor PC16550D datasheet. With LCR.DLAB set, offsets 0 and 1 are the
+// divisor latch instead of RBR/THR and IER.
 private let RBR_THR: UInt64 = 0   // receive buffer (read) / transmit holding (write)
 private let IER: UInt64 = 1       // interrupt enable
 private let IIR_FCR: UInt64 = 2   // interrupt identification (read) / FIFO control (write)
@@ -11,21 +12,34 @@ private let LSR: UInt64 = 5       // line status
 private let MSR: UInt64 = 6       // modem status
 private let SCR: UInt64 = 7       // scratch
 
+private let IER_RDI: UInt8 = 0x01     // received data available
+private let IER_THRI: UInt8 = 0x02    // transmit holding register empty
+private let IIR_NO_INTERRUPT: UInt8 = 0x01
+private let IIR_THRI: UInt8 = 0x02
+private let IIR_RDI: UInt8 = 0x04
+private let IIR_FIFO_ENABLED: UInt8 = 0xC0
+private let FCR_ENABLE_FIFO: UInt8 = 0x01
+private let FCR_CLEAR_RX: UInt8 = 0x02
 private let LCR_DLAB: UInt8 = 0x80
+private let MCR_LOOP: UInt8 = 0x10
 private let LSR_DR: UInt8 = 0x01      // data ready
 private let LSR_THRE: UInt8 = 0x20    // transmit holding register empty
 private let LSR_TEMT: UInt8 = 0x40    // transmitter empty
-private let IIR_NO_INTERRUPT: UInt8 = 0x01
-private let IIR_FIFO_ENABLED: UInt8 = 0xC0
 private let MSR_DCD_DSR_CTS: UInt8 = 0xB0
 
-/// A 16550A UART: transmit goes straight to the console sink, so the transmitter is always
-/// empty. Eight ports wide; accesses wider than a byte use their low byte.
-public final class Serial16550: BusDevice {
+/// A 16550A UART. Transmit goes straight to the console sink, so the transmitter is always
+/// empty; host input fills a 16-byte receive FIFO. Interrupts follow the datasheet's
+/// priorities (received data, then THR empty); the THR-empty interrupt is re-armed after
+/// every transmitted byte, which is what Linux's interrupt-driven 8250 driver waits for.
+public final class Serial16550: BusDevice, ConsoleInput {
     public static let size: UInt64 = 8
+    public static let fifoDepth = 16
 
     private let output: any ConsoleSink
+    private let irq: any InterruptLine
+    private let spaceNotifier: SpaceNotifier?
     private let lock = Lock()
+    private var rxFIFO = RingBuffer(capacity: Serial16550.fifoDepth)
     private var ier: UInt8 = 0
     private var lcr: UInt8 = 0x03   // 8N1
     private var mcr: UInt8 = 0x08   // OUT2
@@ -33,13 +47,45 @@ public final class Serial16550: BusDevice {
     private var divisorLow: UInt8 = 0x0C  // 9600 baud
     private var divisorHigh: UInt8 = 0
     private var fifoEnabled = false
+    private var thrEmptyPending = false
+    private var irqLevel = false
 
-    public init(output: any ConsoleSink) { self.output = output }
+    public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
+                spaceNotifier: SpaceNotifier? = nil) {
+        self.output = output
+        self.irq = irq
+        self.spaceNotifier = spaceNotifier
+    }
 
     public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
         guard data.count > 0 else { return }
+        var freedSpace = false
+        let value = lock.withLock { () -> UInt8 in
+            let dlab = lcr & LCR_DLAB != 0
+            switch offset {
+            case RBR_THR:
+                if dlab { return divisorLow }
+                freedSpace = rxFIFO.count == rxCapacity
+                let byte = rxFIFO.pop() ?? 0
+                updateIRQ()
+                return byte
+            case IER: return dlab ? divisorHigh : ier
+            case IIR_FCR:
+                let identification = pendingInterrupt
+                // Reading IIR while it reports THR empty acknowledges that interrupt.
+                if identification == IIR_THRI { thrEmptyPending = false; updateIRQ() }
+                return identification | (fifoEnabled ? IIR_FIFO_ENABLED : 0)
+            case LCR: return lcr
+            case MCR: return mcr
+            case LSR: return LSR_THRE | LSR_TEMT | (rxFIFO.count > 0 ? LSR_DR : 0)
+            case MSR: return MSR_DCD_DSR_CTS
+            case SCR: return scr
+            default: return 0
+            }
+        }
         for i in 0..<data.count { data[i] = 0 }
-        data[0] = lock.withLock { readRegister(offset) }
+        data[0] = value
+        if freedSpace { spaceNotifier?.notify() }
     }
 
     public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
@@ -49,31 +95,65 @@ public final class Serial16550: BusDevice {
         lock.withLock {
             let dlab = lcr & LCR_DLAB != 0
             switch offset {
-            case RBR_THR: if dlab { divisorLow = value } else { transmit = true }
-            case IER: if dlab { divisorHigh = value } else { ier = value & 0x0F }
-            case IIR_FCR: fifoEnabled = value & 0x01 != 0
+            case RBR_THR:
+                if dlab { divisorLow = value; return }
+                transmit = true
+                // The THR fills and drains at once: the interrupt line falls and rises
+                // again, giving edge-triggered PIC/IOAPIC inputs a fresh edge.
+                thrEmptyPending = false
+                updateIRQ()
+                thrEmptyPending = true
+            case IER:
+                if dlab { divisorHigh = value; return }
+                let enablingTHRI = value & IER_THRI != 0 && ier & IER_THRI == 0
+                ier = value & 0x0F
+                if enablingTHRI { thrEmptyPending = true }
+            case IIR_FCR:
+                fifoEnabled = value & FCR_ENABLE_FIFO != 0
+                if value & FCR_CLEAR_RX != 0 { while rxFIFO.pop() != nil {} }
             case LCR: lcr = value
             case MCR: mcr = value & 0x1F
             case SCR: scr = value
             default: break  // LSR and MSR are read-only
             }
+            updateIRQ()
         }
-        // Outside the lock: the sink may block on a slow reader.
-        if transmit { output.write(value) }
+        // Outside the lock: the sink may block on a slow reader. In loopback mode the
+        // byte goes nowhere (Linux uses loopback only to probe).
+        if transmit && mcr & MCR_LOOP == 0 { output.write(value) }
     }
 
-    private func readRegister(_ offset: UInt64) -> UInt8 {
-        let dlab = lcr & LCR_DLAB != 0
-        switch offset {
-        case RBR_THR: return dlab ? divisorLow : 0
-        case IER: return dlab ? divisorHigh : ier
-        case IIR_FCR: return IIR_NO_INTERRUPT | (fifoEnabled ? IIR_FIFO_ENABLED : 0)
-        case LCR: return lcr
-        case MCR: return mcr
-        case LSR: return LSR_THRE | LSR_TEMT
-        case MSR: return MSR_DCD_DSR_CTS
-        case SCR: return scr
-        default: return 0
+    // MARK: ConsoleInput
+
+    public func push(_ bytes: UnsafeRawBufferPointer) -> Int {
+        lock.withLock {
+            var accepted = 0
+            while accepted < bytes.count, rxFIFO.count < rxCapacity {
+                rxFIFO.push(bytes[accepted])
+                accepted += 1
+            }
+            updateIRQ()
+            return accepted
+        }
+    }
+
+    public var hasSpace: Bool { lock.withLock { rxFIFO.count < rxCapacity } }
+
+    // MARK: internals (lock held)
+
+    private var rxCapacity: Int { fifoEnabled ? Serial16550.fifoDepth : 1 }
+
+    private var pendingInterrupt: UInt8 {
+        if ier & IER_RDI != 0 && rxFIFO.count > 0 { return IIR_RDI }
+        if ier & IER_THRI != 0 && thrEmptyPending { return IIR_THRI }
+        return IIR_NO_INTERRUPT
+    }
+
+    private func updateIRQ() {
+        let level = pendingInterrupt != IIR_NO_INTERRUPT
+        if level != irqLevel {
+            irqLevel = level
+            irq.setLevel(level)
         }
     }
 }

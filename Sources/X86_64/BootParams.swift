@@ -1,0 +1,84 @@
+import SwiftletCore
+
+// struct boot_params ("zero page") offsets (arch/x86/include/uapi/asm/bootparam.h).
+private let EXT_RAMDISK_IMAGE = 0x0C0
+private let EXT_RAMDISK_SIZE = 0x0C4
+private let EXT_CMD_LINE_PTR = 0x0C8
+private let E820_ENTRIES = 0x1E8
+private let SETUP_HEADER = 0x1F1
+private let TYPE_OF_LOADER = 0x210
+private let LOADFLAGS = 0x211
+private let RAMDISK_IMAGE = 0x218
+private let RAMDISK_SIZE = 0x21C
+private let HEAP_END_PTR = 0x224
+private let CMD_LINE_PTR = 0x228
+private let E820_TABLE = 0x2D0
+private let E820_MAX_ENTRIES = 128
+
+private let LOADER_UNDEFINED: UInt8 = 0xFF
+private let CAN_USE_HEAP: UInt8 = 0x80
+
+public struct E820Entry: Equatable {
+    public enum Kind: UInt32 { case ram = 1, reserved = 2 }
+    public let address: UInt64
+    public let size: UInt64
+    public let kind: Kind
+}
+
+/// The zero page for Linux's 64-bit boot protocol: the bzImage's setup header, what the
+/// loader fills in (command line, initrd), and the e820 memory map.
+public enum BootParams {
+    /// Where the low 640 KiB end: the MP table lives in the last KiB (the "EBDA").
+    public static let ebdaStart: UInt64 = 0x9_FC00
+    public static let biosEnd: UInt64 = 0x10_0000
+
+    public static func e820(ram: [GuestMemory.Region]) -> [E820Entry] {
+        var entries: [E820Entry] = [
+            E820Entry(address: 0, size: ebdaStart, kind: .ram),
+            E820Entry(address: ebdaStart, size: biosEnd - ebdaStart, kind: .reserved),
+        ]
+        for region in ram {
+            let start = max(region.guestBase, biosEnd)
+            let end = region.guestBase + region.size
+            if end > start { entries.append(E820Entry(address: start, size: end - start, kind: .ram)) }
+        }
+        return entries
+    }
+
+    public static func make(image: BzImage, cmdlineAddress: UInt64, initrd: Range<UInt64>?,
+                            e820: [E820Entry]) -> [UInt8] {
+        var page = [UInt8](repeating: 0, count: 4096)
+        for offset in SETUP_HEADER..<image.headerEnd { page[offset] = image.bytes[offset] }
+        page[TYPE_OF_LOADER] = LOADER_UNDEFINED
+        page[LOADFLAGS] |= CAN_USE_HEAP
+        put32(&page, HEAP_END_PTR, 0xFE00)
+        put32(&page, CMD_LINE_PTR, UInt32(truncatingIfNeeded: cmdlineAddress))
+        put32(&page, EXT_CMD_LINE_PTR, UInt32(truncatingIfNeeded: cmdlineAddress >> 32))
+        if let initrd {
+            put32(&page, RAMDISK_IMAGE, UInt32(truncatingIfNeeded: initrd.lowerBound))
+            put32(&page, EXT_RAMDISK_IMAGE, UInt32(truncatingIfNeeded: initrd.lowerBound >> 32))
+            let size = UInt64(initrd.count)
+            put32(&page, RAMDISK_SIZE, UInt32(truncatingIfNeeded: size))
+            put32(&page, EXT_RAMDISK_SIZE, UInt32(truncatingIfNeeded: size >> 32))
+        }
+        let entries = e820.prefix(E820_MAX_ENTRIES)
+        page[E820_ENTRIES] = UInt8(entries.count)
+        for (i, entry) in entries.enumerated() {
+            let base = E820_TABLE + i * 20
+            put64(&page, base, entry.address)
+            put64(&page, base + 8, entry.size)
+            put32(&page, base + 16, entry.kind.rawValue)
+        }
+        return page
+    }
+}
+
+@inline(__always) func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) {
+    for i in 0..<4 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+}
+@inline(__always) func put64(_ b: inout [UInt8], _ o: Int, _ v: UInt64) {
+    for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+}
+@inline(__always) func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) {
+    b[o] = UInt8(truncatingIfNeeded: v); b[o + 1] = UInt8(truncatingIfNeeded: v >> 8)
+}

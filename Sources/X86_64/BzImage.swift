@@ -1,0 +1,75 @@
+import SwiftletCore
+
+// Linux x86 boot protocol setup header (Documentation/arch/x86/boot.rst), as file offsets.
+private let SETUP_SECTS: Int = 0x1F1
+private let BOOT_FLAG: Int = 0x1FE          // 0xAA55
+private let JUMP: Int = 0x200               // the byte at 0x201 gives the header's length
+private let HEADER_MAGIC: Int = 0x202       // "HdrS"
+private let VERSION: Int = 0x206
+private let LOADFLAGS: Int = 0x211
+private let INITRD_ADDR_MAX: Int = 0x22C
+private let KERNEL_ALIGNMENT: Int = 0x230
+private let RELOCATABLE: Int = 0x234
+private let XLOADFLAGS: Int = 0x236
+private let CMDLINE_SIZE: Int = 0x238
+private let PREF_ADDRESS: Int = 0x258
+private let INIT_SIZE: Int = 0x260
+
+let LOADED_HIGH: UInt8 = 0x01
+let XLF_KERNEL_64: UInt16 = 0x01
+
+/// A bzImage: its setup header and where the protected-mode kernel starts in the file.
+public struct BzImage {
+    public let bytes: [UInt8]
+    public let version: UInt16
+    public let setupSize: Int
+    public let loadFlags: UInt8
+    public let xloadFlags: UInt16
+    public let cmdlineSize: UInt32
+    public let initrdAddressMax: UInt32
+    /// Memory the kernel needs from its load address while decompressing and running.
+    public let initSize: UInt32
+    /// Setup header bytes [0x1F1, end) to copy into boot_params at the same offsets.
+    public let headerEnd: Int
+
+    public static let minimumVersion: UInt16 = 0x020C  // 64-bit entry point (xloadflags)
+
+    public var payload: ArraySlice<UInt8> { bytes[setupSize...] }
+
+    public static func isBzImage(_ bytes: [UInt8]) -> Bool {
+        bytes.count > 0x264 && le32(bytes, HEADER_MAGIC) == 0x5372_6448 && le16(bytes, BOOT_FLAG) == 0xAA55
+    }
+
+    public init(_ bytes: [UInt8], path: String) throws(SwiftletError) {
+        guard BzImage.isBzImage(bytes) else {
+            throw .invalidImage("kernel \(path) is not a bzImage (no \"HdrS\" boot header)")
+        }
+        version = le16(bytes, VERSION)
+        guard version >= BzImage.minimumVersion else {
+            throw .invalidImage("kernel \(path) uses boot protocol \(version >> 8).\(version & 0xFF); Swiftlet needs 2.12 or later (Linux 3.8+)")
+        }
+        xloadFlags = le16(bytes, XLOADFLAGS)
+        guard xloadFlags & XLF_KERNEL_64 != 0 else {
+            throw .invalidImage("kernel \(path) has no 64-bit entry point (not an x86_64 kernel)")
+        }
+        loadFlags = bytes[LOADFLAGS]
+        guard loadFlags & LOADED_HIGH != 0 else { throw .invalidImage("kernel \(path) is a zImage that loads low; Swiftlet needs a bzImage") }
+        var sects = Int(bytes[SETUP_SECTS])
+        if sects == 0 { sects = 4 }
+        setupSize = (sects + 1) * 512
+        guard setupSize < bytes.count else { throw .invalidImage("kernel \(path) is truncated: no kernel after the \(setupSize)-byte setup") }
+        cmdlineSize = le32(bytes, CMDLINE_SIZE)
+        initrdAddressMax = le32(bytes, INITRD_ADDR_MAX)
+        initSize = le32(bytes, INIT_SIZE)
+        headerEnd = min(JUMP + 2 + Int(bytes[JUMP + 1]), 0x290)
+        self.bytes = bytes
+    }
+
+    /// Bytes of the running kernel past its load address (init_size covers decompression).
+    public var footprint: UInt64 { max(UInt64(initSize), UInt64(bytes.count - setupSize)) }
+}
+
+@inline(__always) func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
+@inline(__always) func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
+    UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
+}
