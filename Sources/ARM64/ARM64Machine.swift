@@ -35,6 +35,18 @@ public enum ARM64Machine: Machine {
         return dtb
     }
 
+    /// The DTB `build` would give the guest: GICv3 if this host's KVM can create one.
+    public static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8] {
+        let (_, _, boot) = try plan(config)
+        #if arch(arm64)
+        let probe = try system.createVM()
+        let gic = try VGIC.probe(vm: probe, cpus: config.cpus)
+        #else
+        let gic = GICVersion.v3
+        #endif
+        return try deviceTree(config, boot: boot, gic: gic, rngSeed: randomBytes(32))
+    }
+
     public static let defaultCmdline = "console=ttyAMA0 panic=-1"
 
     public static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM {

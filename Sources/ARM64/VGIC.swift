@@ -38,6 +38,18 @@ final class VGIC {
         }
     }
 
+    /// Which GIC `init` would create, without creating one.
+    static func probe(vm: KVMVM, cpus: Int) throws(SwiftletError) -> GICVersion {
+        if try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V3.rawValue), testOnly: true) { return .v3 }
+        if try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V2.rawValue), testOnly: true) {
+            guard cpus <= Layout.maxVCPUsGICv2 else {
+                throw .unsupported("this host's KVM offers only GICv2, which addresses at most \(Layout.maxVCPUsGICv2) vCPUs (asked for \(cpus))")
+            }
+            return .v2
+        }
+        throw .unsupported("this host's KVM can create neither a GICv3 nor a GICv2 (KVM_CREATE_DEVICE)")
+    }
+
     private static func setAddress(_ device: KVMDevice, _ type: UInt64, _ address: UInt64) throws(SwiftletError) {
         var value = address
         try device.setAttribute(group: KVM_DEV_ARM_VGIC_GRP_ADDR, attribute: type, value: &value)

@@ -57,13 +57,24 @@ public final class KVMVM {
         return sl_ioctl(fd, SL_KVM_IRQ_LINE, &line) == 0 ? 0 : sl_errno()
     }
 
-    public func createDevice(type: UInt32, testOnly: Bool = false) throws(SwiftletError) -> KVMDevice? {
-        var device = kvm_create_device(type: type, fd: 0, flags: testOnly ? UInt32(KVM_CREATE_DEVICE_TEST) : 0)
+    /// KVM_CREATE_DEVICE; nil when this host's KVM has no such device type.
+    public func createDevice(type: UInt32) throws(SwiftletError) -> KVMDevice? {
+        var device = kvm_create_device(type: type, fd: 0, flags: 0)
         guard sl_ioctl(fd, SL_KVM_CREATE_DEVICE, &device) == 0 else {
             if sl_errno() == ENODEV || sl_errno() == ENXIO { return nil }
             throw .lastSystemError("KVM_CREATE_DEVICE type \(type)")
         }
-        return testOnly ? nil : KVMDevice(fd: Int32(device.fd))
+        return KVMDevice(fd: Int32(device.fd))
+    }
+
+    /// Whether KVM_CREATE_DEVICE of `type` would succeed (KVM_CREATE_DEVICE_TEST).
+    public func createDevice(type: UInt32, testOnly: Bool) throws(SwiftletError) -> Bool {
+        var device = kvm_create_device(type: type, fd: 0, flags: UInt32(KVM_CREATE_DEVICE_TEST))
+        guard sl_ioctl(fd, SL_KVM_CREATE_DEVICE, &device) == 0 else {
+            if sl_errno() == ENODEV || sl_errno() == ENXIO { return false }
+            throw .lastSystemError("KVM_CREATE_DEVICE (test) type \(type)")
+        }
+        return true
     }
 }
 

@@ -6,4 +6,6 @@ import SwiftletCore
 public protocol Machine {
     static var name: String { get }
     static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM
+    /// The device tree the guest would get (`--dump-dtb`); machines without one throw.
+    static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8]
 }

@@ -83,6 +83,10 @@ public enum X86Machine: Machine {
         #endif
     }
 
+    public static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8] {
+        throw .invalidArgument("--dump-dtb: the x86_64 machine has no device tree")
+    }
+
     /// MSRs a fresh vCPU gets before Linux's entry: SYSCALL/SYSENTER cleared, fast strings,
     /// and MTRRs enabled with write-back as the default type.
     static let bootMSRs: [(index: UInt32, value: UInt64)] = [

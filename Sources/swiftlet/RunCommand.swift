@@ -29,10 +29,30 @@ enum RunCommand {
 
     static func run(_ config: VMConfig) throws(SwiftletError) -> Int32 {
         let system = try KVMSystem()
+        if let path = config.dumpDTBPath {
+            try writeFile(path, try HostMachine.deviceTreeBlob(config, system: system))
+            return 0
+        }
         let vm = try HostMachine.build(config, system: system, console: ConsoleOutput(fd: 1))
         let exit = try vm.run()
         if exit.status != 0 { printError("swiftlet: \(exit)") }
         return exit.status
+    }
+}
+
+/// Writes `bytes` to `path` (created or truncated, mode 0644).
+func writeFile(_ path: String, _ bytes: [UInt8]) throws(SwiftletError) {
+    let fd = sl_open_mode(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw .invalidArgument("cannot write \(path): \(SwiftletError.errnoString(sl_errno()))") }
+    defer { close(fd) }
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 {
+            if sl_errno() == EINTR { continue }
+            throw .invalidArgument("cannot write \(path): \(SwiftletError.errnoString(sl_errno()))")
+        }
+        offset += n
     }
 }
 
