@@ -1,0 +1,298 @@
+import SwiftletCore
+
+// The control API's resources, shaped like Firecracker's so curl and its clients work:
+//
+//   GET   /                 instance info            {"id","state","vmm_version","app_name"}
+//   GET   /vm/config        the configuration        {"boot-source":{…},"machine-config":{…}}
+//   PUT   /boot-source      before start             {"kernel_image_path", "initrd_path"?, "boot_args"?}
+//   PUT   /machine-config   before start             {"vcpu_count", "mem_size_mib", "smt"?, "track_dirty_pages"?}
+//   PUT   /actions          {"action_type": "InstanceStart"}    before start
+//                           {"action_type": "SendCtrlAltDel"}   after start: graceful shutdown
+//                                                               (the guest's power key / ctrl-alt-del)
+//   PATCH /vm               {"state": "Paused" | "Resumed"}     after start
+//
+// Successful PUT/PATCH answer 204 No Content. Errors answer {"fault_message": "…"}: 400 for
+// bad bodies (unknown fields, wrong types, out-of-range values, missing required fields) and
+// for operations in the wrong state, 404 for unknown paths, 405 (with Allow) for a known path
+// with another method. There is deliberately no "Shutdown" alias: SendCtrlAltDel is the one
+// name Firecracker clients already send. `smt` is accepted only as false and
+// `track_dirty_pages` is accepted and ignored, because Firecracker's SDKs send them.
+// Requests are routed by path only; a query string is ignored.
+
+/// The VM's lifecycle as the API reports it.
+public enum InstanceState: Equatable, CustomStringConvertible {
+    case notStarted, running, paused
+
+    /// Firecracker's spelling, used in GET /.
+    public var description: String {
+        switch self {
+        case .notStarted: return "Not started"
+        case .running: return "Running"
+        case .paused: return "Paused"
+        }
+    }
+}
+
+/// PUT /boot-source.
+public struct BootSourceConfig: Equatable {
+    public var kernelImagePath: String
+    public var initrdPath: String?
+    public var bootArgs: String?
+
+    public init(kernelImagePath: String, initrdPath: String? = nil, bootArgs: String? = nil) {
+        self.kernelImagePath = kernelImagePath
+        self.initrdPath = initrdPath
+        self.bootArgs = bootArgs
+    }
+
+    /// Replaces the boot source of `config` (a later PUT replaces an earlier one entirely).
+    public func apply(to config: inout VMConfig) {
+        config.kernelPath = kernelImagePath
+        config.initrdPath = initrdPath
+        config.cmdline = bootArgs
+    }
+}
+
+/// PUT /machine-config.
+public struct MachineConfig: Equatable {
+    public var vcpuCount: Int
+    public var memSizeMiB: UInt64
+
+    public init(vcpuCount: Int, memSizeMiB: UInt64) {
+        self.vcpuCount = vcpuCount
+        self.memSizeMiB = memSizeMiB
+    }
+
+    public func apply(to config: inout VMConfig) {
+        config.cpus = vcpuCount
+        config.memoryMiB = memSizeMiB
+    }
+}
+
+/// What a request asks the VMM to do.
+public enum APIAction: Equatable, CustomStringConvertible {
+    case configureBootSource(BootSourceConfig)
+    case configureMachine(MachineConfig)
+    case start
+    case sendCtrlAltDel
+    case pause
+    case resume
+    case describeInstance
+    case describeConfig
+
+    public var description: String {
+        switch self {
+        case .configureBootSource(let boot): return "configure boot source (kernel \(boot.kernelImagePath))"
+        case .configureMachine(let machine):
+            return "configure machine (\(machine.vcpuCount) vCPUs, \(machine.memSizeMiB) MiB)"
+        case .start: return "start"
+        case .sendCtrlAltDel: return "send ctrl-alt-del"
+        case .pause: return "pause"
+        case .resume: return "resume"
+        case .describeInstance: return "describe instance"
+        case .describeConfig: return "describe config"
+        }
+    }
+}
+
+/// Maps requests to actions and builds the JSON of responses.
+public enum APIRouter {
+    public static let appName = "swiftlet"
+    /// The largest mem_size_mib: 1 TiB.
+    public static let maxMemoryMiB: UInt64 = 1 << 20
+
+    private struct Resource {
+        let path: String
+        let method: String
+    }
+
+    private static let resources: [Resource] = [
+        Resource(path: "/", method: "GET"),
+        Resource(path: "/vm/config", method: "GET"),
+        Resource(path: "/boot-source", method: "PUT"),
+        Resource(path: "/machine-config", method: "PUT"),
+        Resource(path: "/actions", method: "PUT"),
+        Resource(path: "/vm", method: "PATCH"),
+    ]
+
+    /// The action `request` asks for in `state`, or the error to answer.
+    public static func route(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
+        guard let resource = resources.first(where: { $0.path == request.path }) else {
+            throw APIError(status: 404, message: "no such resource: \(printable(request.path))")
+        }
+        guard request.method == resource.method else {
+            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on \(resource.path); use \(resource.method)",
+                           allow: resource.method)
+        }
+        switch resource.path {
+        case "/": return .describeInstance
+        case "/vm/config": return .describeConfig
+        case "/boot-source":
+            try requireNotStarted(state, what: "configuring the boot source")
+            return .configureBootSource(try parseBootSource(try body(of: request)))
+        case "/machine-config":
+            try requireNotStarted(state, what: "configuring the machine")
+            return .configureMachine(try parseMachineConfig(try body(of: request)))
+        case "/actions":
+            let action = try parseAction(try body(of: request))
+            if action == .start {
+                try requireNotStarted(state, what: "InstanceStart")
+            } else if state == .notStarted {
+                throw .badRequest("\(action == .sendCtrlAltDel ? "SendCtrlAltDel" : "this action") is not supported before the VM is started")
+            }
+            return action
+        default:  // "/vm"
+            let action = try parseVMState(try body(of: request))
+            guard state != .notStarted else {
+                throw .badRequest("pausing or resuming is not supported before the VM is started")
+            }
+            return action
+        }
+    }
+
+    private static func requireNotStarted(_ state: InstanceState, what: String) throws(APIError) {
+        guard state == .notStarted else {
+            throw .badRequest("\(what) is not supported after the VM has started")
+        }
+    }
+
+    /// The body parsed as one JSON object's members.
+    private static func body(of request: HTTPRequest) throws(APIError) -> [(String, JSONValue)] {
+        guard !request.body.isEmpty else { throw .badRequest("the request body is empty; expected a JSON object") }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(request.body)
+        } catch {
+            throw .badRequest(error.description)
+        }
+        guard case .object(let members) = value else {
+            throw .badRequest("the request body must be a JSON object, got \(value.typeName)")
+        }
+        return members
+    }
+
+    private static func unknownField(_ name: String, in resource: String) -> APIError {
+        .badRequest("unknown field \"\(printable(name))\" in \(resource)")
+    }
+
+    private static func string(_ value: JSONValue, field: String) throws(APIError) -> String {
+        guard case .string(let text) = value else {
+            throw .badRequest("\(field) must be a string, got \(value.typeName)")
+        }
+        guard !text.utf8.contains(0) else { throw .badRequest("\(field) must not contain a NUL character") }
+        return text
+    }
+
+    private static func path(_ value: JSONValue, field: String) throws(APIError) -> String {
+        let text = try string(value, field: field)
+        guard !text.isEmpty else { throw .badRequest("\(field) must not be empty") }
+        return text
+    }
+
+    private static func integer(_ value: JSONValue, field: String, in range: ClosedRange<Int64>) throws(APIError) -> Int64 {
+        guard case .integer(let n) = value else {
+            throw .badRequest("\(field) must be an integer, got \(value.typeName)")
+        }
+        guard range.contains(n) else {
+            throw .badRequest("\(field) must be between \(range.lowerBound) and \(range.upperBound), got \(n)")
+        }
+        return n
+    }
+
+    static func parseBootSource(_ members: [(String, JSONValue)]) throws(APIError) -> BootSourceConfig {
+        var kernel: String?
+        var initrd: String?
+        var bootArgs: String?
+        for (name, value) in members {
+            switch name {
+            case "kernel_image_path": kernel = try path(value, field: name)
+            case "initrd_path": if value != .null { initrd = try path(value, field: name) }
+            case "boot_args": if value != .null { bootArgs = try string(value, field: name) }
+            default: throw unknownField(name, in: "boot-source")
+            }
+        }
+        guard let kernel else { throw .badRequest("missing required field \"kernel_image_path\"") }
+        return BootSourceConfig(kernelImagePath: kernel, initrdPath: initrd, bootArgs: bootArgs)
+    }
+
+    static func parseMachineConfig(_ members: [(String, JSONValue)]) throws(APIError) -> MachineConfig {
+        var cpus: Int64?
+        var memory: Int64?
+        for (name, value) in members {
+            switch name {
+            case "vcpu_count":
+                cpus = try integer(value, field: name, in: 1...Int64(VMConfig.maxCPUs))
+            case "mem_size_mib":
+                memory = try integer(value, field: name, in: Int64(VMConfig.minMemoryMiB)...Int64(maxMemoryMiB))
+            case "smt":
+                guard case .bool(let enabled) = value else { throw .badRequest("smt must be a boolean, got \(value.typeName)") }
+                guard !enabled else { throw .badRequest("smt is not supported; set it to false or leave it out") }
+            case "track_dirty_pages":
+                guard case .bool = value else {
+                    throw .badRequest("track_dirty_pages must be a boolean, got \(value.typeName)")
+                }
+            default: throw unknownField(name, in: "machine-config")
+            }
+        }
+        guard let cpus else { throw .badRequest("missing required field \"vcpu_count\"") }
+        guard let memory else { throw .badRequest("missing required field \"mem_size_mib\"") }
+        return MachineConfig(vcpuCount: Int(cpus), memSizeMiB: UInt64(memory))
+    }
+
+    static func parseAction(_ members: [(String, JSONValue)]) throws(APIError) -> APIAction {
+        var action: APIAction?
+        for (name, value) in members {
+            guard name == "action_type" else { throw unknownField(name, in: "actions") }
+            switch try string(value, field: name) {
+            case "InstanceStart": action = .start
+            case "SendCtrlAltDel": action = .sendCtrlAltDel
+            case let other:
+                throw .badRequest("unknown action_type \"\(printable(other))\"; expected InstanceStart or SendCtrlAltDel")
+            }
+        }
+        guard let action else { throw .badRequest("missing required field \"action_type\"") }
+        return action
+    }
+
+    static func parseVMState(_ members: [(String, JSONValue)]) throws(APIError) -> APIAction {
+        var action: APIAction?
+        for (name, value) in members {
+            guard name == "state" else { throw unknownField(name, in: "vm") }
+            switch try string(value, field: name) {
+            case "Paused": action = .pause
+            case "Resumed": action = .resume
+            case let other:
+                throw .badRequest("unknown state \"\(printable(other))\"; expected Paused or Resumed")
+            }
+        }
+        guard let action else { throw .badRequest("missing required field \"state\"") }
+        return action
+    }
+
+    // MARK: response bodies
+
+    /// GET / : {"id", "state", "vmm_version", "app_name"}.
+    public static func instanceInfo(id: String, state: InstanceState, vmmVersion: String) -> JSONValue {
+        .object([
+            ("id", .string(id)),
+            ("state", .string(state.description)),
+            ("vmm_version", .string(vmmVersion)),
+            ("app_name", .string(appName)),
+        ])
+    }
+
+    /// GET /vm/config : {"boot-source": {...}, "machine-config": {...}}. Unset boot-source
+    /// fields are left out (an unconfigured kernel gives an empty boot-source object).
+    public static func vmConfig(_ config: VMConfig) -> JSONValue {
+        var boot: [(String, JSONValue)] = []
+        if let kernel = config.kernelPath { boot.append(("kernel_image_path", .string(kernel))) }
+        if let initrd = config.initrdPath { boot.append(("initrd_path", .string(initrd))) }
+        if let args = config.cmdline { boot.append(("boot_args", .string(args))) }
+        let machine: [(String, JSONValue)] = [
+            ("vcpu_count", .integer(Int64(config.cpus))),
+            ("mem_size_mib", .integer(Int64(clamping: config.memoryMiB))),
+            ("smt", .bool(false)),
+        ]
+        return .object([("boot-source", .object(boot)), ("machine-config", .object(machine))])
+    }
+}
