@@ -18,6 +18,10 @@ final class VCPURunner {
         _ = sl_block_signal(VM.kickSignal, 0)
         let control = vm.control
         while !control.isStopping {
+            if control.isPaused {
+                control.park()
+                continue
+            }
             let error = vcpu.runOnce()
             if error != 0 {
                 if error == EINTR || error == EAGAIN {

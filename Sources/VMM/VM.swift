@@ -3,7 +3,7 @@ import KVM
 import SwiftletCore
 
 /// A built VM: KVM VM fd, guest memory, the two buses and the vCPUs, ready to run.
-/// `run()` starts one thread per vCPU and returns when the guest or the user stops it.
+/// `start()` runs one thread per vCPU; the main thread's `MainLoop` waits for the end.
 public final class VM {
     public let kvm: KVMVM
     public let memory: GuestMemory
@@ -18,6 +18,8 @@ public final class VM {
     public var powerButton: (any PowerButton)?
     /// Bytes of kvm_run past which port-I/O data cannot lie (guards a bogus io.count).
     let kvmRunDataLimit: Int
+    private var threads: [Thread] = []
+    private var keptAlive: [AnyObject] = []
 
     /// The signal that kicks a vCPU thread out of KVM_RUN.
     public static let kickSignal: Int32 = SIGUSR1
@@ -32,43 +34,54 @@ public final class VM {
         self.kvmRunDataLimit = kvm.system.vcpuMmapSize
     }
 
-    /// Runs every vCPU on its own thread until a stop is requested, then stops them all
-    /// and returns the first reason given.
-    public func run() throws(SwiftletError) -> VMExit {
+    /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
+    public func retain(_ object: AnyObject) { keptAlive.append(object) }
+
+    /// Starts one thread per vCPU. Call from the main thread after `MainLoop.blockSignals()`.
+    public func start() throws(SwiftletError) {
         guard sl_install_kick_handler(VM.kickSignal) == 0 else { throw .lastSystemError("sigaction") }
-        EventLoop.blockSignals()
-        let loop = try EventLoop(vm: self)
-        if consoleInput != nil { Terminal.enterRawMode() }
-        defer { Terminal.restore() }
-        var threads: [Thread] = []
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, vm: self)
             do {
                 threads.append(try Thread.spawn { runner.loop() })
             } catch {
                 control.requestStop(.failure("cannot start vCPU \(vcpu.id) thread: \(error)"))
-                break
+                throw error
             }
         }
-        loop.run()
-        stop(threads)
-        return control.exit ?? .stopped
     }
-
-    /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
-    public func retain(_ object: AnyObject) { keptAlive.append(object) }
-    private var keptAlive: [AnyObject] = []
 
     /// Asks the VM to stop from outside the vCPU threads (signals, API).
     public func requestStop(_ exit: VMExit) { control.requestStop(exit) }
 
-    private func stop(_ threads: [Thread]) {
-        // immediate_exit first, so a vCPU about to enter KVM_RUN leaves at once; the
-        // signal interrupts one already inside.
+    /// Parks every vCPU outside KVM_RUN; returns once all are parked.
+    public func pause() throws(SwiftletError) {
+        control.setPaused(true)
+        kickAll()
+        guard control.waitUntilParked(threads.count, milliseconds: 5000) else {
+            throw .guestFailure("vCPUs did not stop within 5 s for pause")
+        }
+    }
+
+    public func resume() {
+        control.setPaused(false)
+    }
+
+    public var isPaused: Bool { control.isPaused }
+
+    /// Stops and joins every vCPU thread (after a stop request).
+    public func joinThreads() {
+        kickAll()
+        for thread in threads { thread.join() }
+        threads.removeAll()
+    }
+
+    /// immediate_exit first, so a vCPU about to enter KVM_RUN leaves at once; the signal
+    /// interrupts one already inside.
+    private func kickAll() {
         for (vcpu, thread) in zip(vcpus, threads) {
             vcpu.setImmediateExit(true)
             thread.signal(VM.kickSignal)
         }
-        for thread in threads { thread.join() }
     }
 }

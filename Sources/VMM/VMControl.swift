@@ -3,11 +3,15 @@ import Synchronization
 import SwiftletCore
 
 /// Shared between the vCPU threads and the main thread: the first stop request wins, sets
-/// the flag every run loop checks, and wakes the main thread through an eventfd.
+/// the flag every run loop checks, and wakes the main thread through an eventfd. Pausing
+/// parks every vCPU thread on a condition variable outside KVM_RUN.
 public final class VMControl {
     private let stopping = Atomic<Bool>(false)
+    private let paused = Atomic<Bool>(false)
     private let lock = Lock()
     private var firstExit: VMExit?
+    private let parking = Condition()
+    private var parkedCount = 0
     /// Readable once a stop has been requested; the main loop polls it with other fds.
     public let eventFD: Int32
 
@@ -21,6 +25,9 @@ public final class VMControl {
     @inline(__always)
     public var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
+    @inline(__always)
+    public var isPaused: Bool { paused.load(ordering: .acquiring) }
+
     public var exit: VMExit? { lock.withLock { firstExit } }
 
     public func requestStop(_ exit: VMExit) {
@@ -30,9 +37,42 @@ public final class VMControl {
             return true
         }
         stopping.store(true, ordering: .releasing)
+        parking.lock()
+        parking.broadcast()
+        parking.unlock()
         if first {
             var one: UInt64 = 1
             _ = CLinux.write(eventFD, &one, 8)
         }
+    }
+
+    /// Called by a vCPU thread that found `isPaused`: waits until resumed or stopped.
+    func park() {
+        parking.lock()
+        parkedCount += 1
+        parking.broadcast()
+        while isPaused && !isStopping { parking.wait() }
+        parkedCount -= 1
+        parking.unlock()
+    }
+
+    func setPaused(_ value: Bool) {
+        parking.lock()
+        paused.store(value, ordering: .releasing)
+        parking.broadcast()
+        parking.unlock()
+    }
+
+    /// Waits until `count` vCPU threads are parked (or the VM stops); false on timeout.
+    func waitUntilParked(_ count: Int, milliseconds: Int) -> Bool {
+        let deadline = monotonicMilliseconds() + Int64(milliseconds)
+        parking.lock()
+        defer { parking.unlock() }
+        while parkedCount < count && !isStopping {
+            let left = deadline - monotonicMilliseconds()
+            if left <= 0 { return false }
+            _ = parking.wait(milliseconds: Int(left))
+        }
+        return true
     }
 }

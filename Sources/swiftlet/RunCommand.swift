@@ -33,8 +33,10 @@ enum RunCommand {
             try writeFile(path, try HostMachine.deviceTreeBlob(config, system: system))
             return 0
         }
+        let loop = try MainLoop()
         let vm = try HostMachine.build(config, system: system, console: ConsoleOutput(fd: 1))
-        let exit = try vm.run()
+        try loop.start(vm)
+        let exit = loop.run()
         if exit.status != 0 { printError("swiftlet: \(exit)") }
         return exit.status
     }

@@ -20,8 +20,10 @@ final class HostKVMBootTests: XCTestCase {
         config.kernelPath = try TestSupport.guestImage("hello-x86_64")
         config.memoryMiB = 16
         let console = CollectingConsole()
+        let loop = try MainLoop(readsStdin: false)
         let vm = try X86Machine.build(config, system: try KVMSystem(), console: console)
-        let exit = try vm.run()
+        try loop.start(vm)
+        let exit = loop.run()
         XCTAssertEqual(console.text, "Hello from a Swiftlet x86_64 guest\n")
         XCTAssertEqual(exit, .reset, "the guest's i8042 reset ends the run")
         XCTAssertEqual(exit.status, 0)
