@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "X86_64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
         .target(name: "API", dependencies: ["SwiftletCore"]),
         .executableTarget(name: "swiftlet",
-                          dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "ARM64", "X86_64"]),
+                          dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "API", "ARM64", "X86_64"]),
         .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "APITests", dependencies: ["API", "SwiftletCore"], swiftSettings: testSettings),

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "clinux.h"
 
 static __thread struct kvm_run *sl_thread_run;
@@ -40,3 +41,11 @@ static void (*sl_save_args_hook)(int, char **, char **) = sl_save_args;
 
 int sl_argc(void) { return saved_argc; }
 char **sl_argv(void) { return saved_argv; }
+
+int sl_unix_socket(int nonblocking) {
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+}
+
+int sl_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

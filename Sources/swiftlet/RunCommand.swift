@@ -1,3 +1,4 @@
+import API
 import CLinux
 import KVM
 import SwiftletCore
@@ -10,7 +11,8 @@ import X86_64
 typealias HostMachine = X86Machine
 #endif
 
-/// `swiftlet run`: parse flags, build the host architecture's machine, run it.
+/// `swiftlet run`: parse flags, build the host architecture's machine, run it; with
+/// --api-socket, serve the control API too (and without --kernel, wait to be configured).
 enum RunCommand {
     static func main(_ arguments: [String]) -> Int32 {
         do {
@@ -34,9 +36,16 @@ enum RunCommand {
             return 0
         }
         let loop = try MainLoop()
-        let vm = try HostMachine.build(config, system: system, console: ConsoleOutput(fd: 1))
-        try loop.start(vm)
+        let controller = Controller(config: config, system: system, loop: loop, id: "swiftlet-\(getpid())")
+        var server: APIServer?
+        if let path = config.apiSocketPath {
+            let api = try APIServer(path: path) { request in controller.handle(request) }
+            loop.sources.append(api)
+            server = api
+        }
+        if config.kernelPath != nil { try controller.start() }
         let exit = loop.run()
+        _ = server   // the socket lives until the VM ends
         if exit.status != 0 { printError("swiftlet: \(exit)") }
         return exit.status
     }

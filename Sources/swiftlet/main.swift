@@ -1,7 +1,7 @@
 import CLinux
 import SwiftletCore
 
-let version = "0.1.0"
+let swiftletVersion = "0.1.0"
 
 let usage = """
 Usage: swiftlet COMMAND [OPTIONS]
@@ -10,6 +10,7 @@ Swiftlet is a small KVM virtual machine monitor for arm64 and x86_64 Linux hosts
 
 Commands:
   run        boot a kernel in a new VM (swiftlet run --help)
+  ctl        send a request to a running VM's control API (swiftlet ctl --help)
   version    print the version
 
 Options:
@@ -17,6 +18,8 @@ Options:
   -V, --version  print the version
 """
 
+// A client that goes away must not kill the VMM: writes report EPIPE instead.
+sl_ignore_signal(SIGPIPE)
 let arguments = processArguments()
 var status: Int32 = 0
 switch arguments.first {
@@ -26,9 +29,11 @@ case nil:
 case "-h", "--help", "help":
     print(usage)
 case "-V", "--version", "version":
-    print("swiftlet \(version) (\(HostMachine.name))")
+    print("swiftlet \(swiftletVersion) (\(HostMachine.name))")
 case "run":
     status = RunCommand.main(Array(arguments.dropFirst()))
+case "ctl":
+    status = CtlCommand.main(Array(arguments.dropFirst()))
 default:
     printError("swiftlet: unknown command '\(arguments[0])' (see swiftlet --help)")
     status = 2

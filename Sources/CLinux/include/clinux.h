@@ -120,6 +120,12 @@ static inline uint32_t sl_run_internal_suberror(struct kvm_run *run) { return ru
 void sl_vcpu_thread_set_run(struct kvm_run *run);
 int sl_install_kick_handler(int signo);
 int sl_block_signal(int signo, int block);
+/// SIG_IGN is a cast macro Swift cannot import.
+static inline void sl_ignore_signal(int signo) { signal(signo, SIG_IGN); }
+
+// MARK: sockets (SOCK_* flags are an enum in glibc; accept4 needs _GNU_SOURCE)
+int sl_unix_socket(int nonblocking);
+int sl_accept_nonblocking(int fd);
 
 // MARK: process arguments. Embedded Swift has no CommandLine; an .init_array hook keeps them.
 int sl_argc(void);
