@@ -119,7 +119,7 @@ public enum HTTPParseResult: Equatable {
 ///
 /// Limits: request line plus headers at most `maxHeadBytes` (else 431), at most `maxHeaders`
 /// header fields (else 431), body at most `maxBodyBytes` by Content-Length (else 413).
-/// Transfer-Encoding is refused (chunked: 411, asking for Content-Length; others: 501).
+/// Transfer-Encoding is refused (chunked: 411, asking for Content-Length; others: 400, so every client error is a 4xx).
 /// PUT, PATCH and POST without Content-Length: 411 (a body without a length cannot be framed).
 /// Invalid or repeated Content-Length, malformed request line or header, bare CR or LF,
 /// obsolete line folding, a version other than HTTP/1.0 or 1.1: 400. Unparsed bytes are
@@ -303,7 +303,7 @@ public struct HTTPRequestParser {
                 if listContains(header.value, "chunked") {
                     return .failure(APIError(status: 411, message: "chunked transfer encoding is not supported; send the body with a Content-Length"))
                 }
-                return .failure(APIError(status: 501, message: "Transfer-Encoding is not supported; send the body with a Content-Length"))
+                return .failure(APIError(status: 400, message: "Transfer-Encoding is not supported; send the body with a Content-Length"))
             } else if asciiCaseInsensitiveEqual(name, "connection") {
                 if listContains(header.value, "close") { connectionClose = true }
                 if listContains(header.value, "keep-alive") { connectionKeepAlive = true }

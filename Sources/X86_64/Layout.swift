@@ -17,4 +17,5 @@ enum Layout {
     static let tss: UInt64 = 0xFFFB_D000
     static let serialCOM1: UInt64 = 0x3F8
     static let serialCOM1IRQ: UInt32 = 4
+    static let keyboardIRQ: UInt32 = 1
 }

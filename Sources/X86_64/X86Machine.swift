@@ -59,7 +59,8 @@ public enum X86Machine: Machine {
         let consoleSpace = try SpaceNotifier()
         let serial = Serial16550(output: console, irq: GSILine(vm: kvm, gsi: Layout.serialCOM1IRQ), spaceNotifier: consoleSpace)
         try pio.insert(serial, base: Layout.serialCOM1, size: Serial16550.size)
-        try pio.insert(I8042(resetLine: resetLine), base: I8042.base, size: I8042.size)
+        let keyboard = I8042(resetLine: resetLine, irq: GSILine(vm: kvm, gsi: Layout.keyboardIRQ))
+        try pio.insert(keyboard, base: I8042.base, size: I8042.size)
 
         let supported = try system.supportedCPUID()
         var vcpus: [KVMVCPU] = []
@@ -77,6 +78,7 @@ public enum X86Machine: Machine {
         resetLine.vm = Unmanaged.passUnretained(vm)
         vm.consoleInput = serial
         vm.consoleSpace = consoleSpace
+        vm.powerButton = CtrlAltDel(keyboard: keyboard)
         return vm
         #else
         throw .unsupported("the x86_64 machine runs on x86_64 hosts only")
@@ -104,6 +106,13 @@ final class MachineReset: ResetLine {
     // Unowned: the VM owns the buses that own this; a strong reference would be a cycle.
     var vm: Unmanaged<VM>?
     func reset() { vm?.takeUnretainedValue().requestStop(.reset) }
+}
+
+/// The x86 graceful-shutdown request: Ctrl-Alt-Del on the i8042 keyboard.
+final class CtrlAltDel: PowerButton {
+    private let keyboard: I8042
+    init(keyboard: I8042) { self.keyboard = keyboard }
+    func setPressed(_ pressed: Bool) { keyboard.sendCtrlAltDel(pressed: pressed) }
 }
 
 /// An ISA interrupt line of the in-kernel PIC/IOAPIC (KVM_IRQ_LINE with the GSI number).

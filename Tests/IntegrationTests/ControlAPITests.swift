@@ -1,0 +1,235 @@
+import Foundation
+import XCTest
+
+/// The control API end to end on this host's KVM: a ticker guest driven by curl, by a Python
+/// standard-library client, and bombarded with malformed requests.
+final class ControlAPITests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        try TestSupport.requireKVM()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-api-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A swiftlet waiting on an API socket, its stdout going to a file.
+    final class RunningVMM {
+        let process = Process()
+        let socket: String
+        let output: URL
+        let errors: URL
+
+        init(directory: URL, extraArguments: [String] = []) throws {
+            socket = directory.appendingPathComponent("api.sock").path
+            output = directory.appendingPathComponent("stdout")
+            errors = directory.appendingPathComponent("stderr")
+            FileManager.default.createFile(atPath: output.path, contents: nil)
+            FileManager.default.createFile(atPath: errors.path, contents: nil)
+            process.executableURL = URL(fileURLWithPath: TestSupport.swiftletBinary)
+            process.arguments = ["run", "--api-socket", socket] + extraArguments
+            process.standardOutput = try FileHandle(forWritingTo: output)
+            process.standardError = try FileHandle(forWritingTo: errors)
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(10)
+            while !FileManager.default.fileExists(atPath: socket) && Date() < deadline { usleep(10_000) }
+            guard FileManager.default.fileExists(atPath: socket) else { throw TestSupport.Failure("the API socket never appeared") }
+        }
+
+        var outputText: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+        var errorText: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
+
+        func waitForExit(seconds: Double) throws -> Int32 {
+            let deadline = Date().addingTimeInterval(seconds)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning {
+                process.terminate()
+                throw TestSupport.Failure("swiftlet did not exit within \(seconds) s")
+            }
+            return process.terminationStatus
+        }
+
+        deinit { if process.isRunning { process.terminate() } }
+    }
+
+    func curl(_ socket: String, _ method: String, _ uri: String, _ body: String? = nil) throws -> (status: Int, body: String) {
+        var arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", socket, "-X", method, "http://localhost\(uri)"]
+        if let body { arguments += ["-H", "Content-Type: application/json", "-d", body] }
+        let result = try TestSupport.run("/usr/bin/curl", arguments, timeout: 20)
+        guard result.status == 0, let last = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).last, let status = Int(last) else {
+            throw TestSupport.Failure("curl failed (\(result.status)): \(result.stderr)")
+        }
+        return (status, String(result.stdout.dropLast(last.count + 1)))
+    }
+
+    func waitForGrowth(_ vmm: RunningVMM, beyond count: Int, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if vmm.outputText.utf8.count > count { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    func testCurlDrivesConfigureStartPauseResumeShutdown() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw TestSupport.Failure("curl is not installed: run ci/setup") }
+        let kernel = try TestSupport.guestImage("ticker-x86_64")
+        let vmm = try RunningVMM(directory: directory)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/boot-source", #"{"kernel_image_path": "\#(kernel)"}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#).status, 204)
+        let config = try curl(vmm.socket, "GET", "/vm/config")
+        XCTAssertEqual(config.status, 200)
+        XCTAssertTrue(config.body.contains(#""mem_size_mib":32"#), config.body)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#).status, 204)
+        XCTAssertTrue(waitForGrowth(vmm, beyond: 0, seconds: 10), "guest output after start")
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/boot-source", #"{"kernel_image_path": "/x"}"#).status, 400, "pre-boot only")
+
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/vm", #"{"state": "Paused"}"#).status, 204)
+        XCTAssertTrue(try curl(vmm.socket, "GET", "/").body.contains(#""state":"Paused""#))
+        let pausedAt = vmm.outputText.utf8.count
+        Thread.sleep(forTimeInterval: 1.5)
+        XCTAssertEqual(vmm.outputText.utf8.count, pausedAt, "no guest output while paused")
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
+        XCTAssertTrue(waitForGrowth(vmm, beyond: pausedAt, seconds: 10), "output continues after resume")
+
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "SendCtrlAltDel"}"#).status, 204)
+        XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
+        XCTAssertTrue(vmm.outputText.hasSuffix("key pressed, resetting\n"), vmm.outputText)
+    }
+
+    func testPythonStandardLibraryClient() throws {
+        let kernel = try TestSupport.guestImage("ticker-x86_64")
+        let vmm = try RunningVMM(directory: directory)
+        let script = TestSupport.repositoryRoot.appendingPathComponent("Tests/IntegrationTests/api_client.py").path
+        let result = try TestSupport.run("/usr/bin/env", ["python3", script, vmm.socket, kernel, vmm.output.path], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
+        XCTAssertTrue(vmm.outputText.hasSuffix("key pressed, resetting\n"))
+    }
+
+    func testSwiftletCtlErrorsAndExitCodes() throws {
+        let vmm = try RunningVMM(directory: directory)
+        let ok = try TestSupport.run(TestSupport.swiftletBinary, ["ctl", "--api-socket", vmm.socket, "GET", "/"])
+        XCTAssertEqual(ok.status, 0)
+        XCTAssertTrue(ok.stdout.contains(#""state":"Not started""#), ok.stdout)
+        let bad = try TestSupport.run(TestSupport.swiftletBinary, ["ctl", "--api-socket", vmm.socket, "PUT", "/machine-config", "{"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.hasPrefix("swiftlet ctl: 400 Bad Request: "), bad.stderr)
+        let missing = try TestSupport.run(TestSupport.swiftletBinary, ["ctl", "--api-socket", vmm.socket, "GET", "/nope"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.hasPrefix("swiftlet ctl: 404"), missing.stderr)
+        let usage = try TestSupport.run(TestSupport.swiftletBinary, ["ctl", "GET", "/"])
+        XCTAssertEqual(usage.status, 2)
+        let noServer = try TestSupport.run(TestSupport.swiftletBinary, ["ctl", "--api-socket", directory.appendingPathComponent("none.sock").path, "GET", "/"])
+        XCTAssertEqual(noServer.status, 1)
+        XCTAssertTrue(noServer.stderr.contains("cannot connect"), noServer.stderr)
+        vmm.process.terminate()   // SIGTERM before boot: stops at once
+        XCTAssertNotEqual(try vmm.waitForExit(seconds: 10), 0)
+    }
+
+    /// Raw bytes to the socket; returns what came back before the server closed or 2 s passed.
+    func exchange(_ socketPath: String, _ bytes: [UInt8], halfClose: Bool = true) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupport.Failure("socket") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in socketPath.utf8.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else { throw TestSupport.Failure("connect: \(errno)") }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[0..<n]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+
+    func testMalformedRequestsGet4xxAndTheServerKeepsServing() throws {
+        let vmm = try RunningVMM(directory: directory)
+        let good = Array("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+        var cases: [[UInt8]] = []
+        let bodies = ["{", "}", "[]", "null", "1", "\"x\"", #"{"vcpu_count": "2", "mem_size_mib": 32}"#,
+                      #"{"vcpu_count": 2.5, "mem_size_mib": 32}"#, #"{"vcpu_count": -1, "mem_size_mib": 32}"#,
+                      #"{"vcpu_count": 1}"#, #"{"vcpu_count": 1, "mem_size_mib": 32, "x": 1}"#,
+                      #"{"vcpu_count": 99999999999999999999, "mem_size_mib": 32}"#, #"{"vcpu_count": 1, "vcpu_count": 1, "mem_size_mib": 32}"#,
+                      String(repeating: "[", count: 100) + String(repeating: "]", count: 100), "{\"a\":\"\u{1}\"}", "\u{FEFF}{}",
+                      #"{"vcpu_count": 1, "mem_size_mib": 0}"#, #"{"vcpu_count": true, "mem_size_mib": 32}"#, "{'a': 1}", "{\"a\" 1}"]
+        for body in bodies {
+            cases.append(Array("PUT /machine-config HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+        }
+        for body in ["{}", #"{"kernel_image_path": 5}"#, #"{"kernel_image_path": ""}"#, #"{"initrd_path": "/x"}"#, #"{"kernel_image_path": "/k", "boot_args": []}"#] {
+            cases.append(Array("PUT /boot-source HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+        }
+        for body in [#"{"action_type": "Reboot"}"#, #"{"action_type": "SendCtrlAltDel"}"#, #"{}"#, #"{"action_type": 1}"#] {
+            cases.append(Array("PUT /actions HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+        }
+        for body in [#"{"state": "Paused"}"#, #"{"state": "Sleeping"}"#] {
+            cases.append(Array("PATCH /vm HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+        }
+        for line in ["GET /nope HTTP/1.1", "DELETE / HTTP/1.1", "POST /vm HTTP/1.1", "PUT / HTTP/1.1", "GET /boot-source HTTP/1.1",
+                     "GET / HTTP/2.0", "GET / HTTP/1.1 extra", "GET  / HTTP/1.1", "GET", "/ HTTP/1.1", "G\u{1}T / HTTP/1.1",
+                     "GET http://x/ HTTP/1.1", "GET / FTP/1.1", "get / HTTP/1.1", "PATCH /machine-config HTTP/1.1", "GET /vm HTTP/1.1"] {
+            cases.append(Array("\(line)\r\nContent-Length: 0\r\n\r\n".utf8))
+        }
+        let headerAbuse = ["Content-Length: -1", "Content-Length: abc", "Content-Length: 1, 2", "Transfer-Encoding: chunked",
+                           "Transfer-Encoding: gzip", "Expect: magic", "Bad Header: x", ": empty", "X\u{7F}: y",
+                           "Content-Length: 99999999", "Content-Length: 10\r\nContent-Length: 11"]
+        for header in headerAbuse { cases.append(Array("PUT /machine-config HTTP/1.1\r\n\(header)\r\n\r\n".utf8)) }
+        cases.append(Array("PUT /machine-config HTTP/1.1\r\n\r\n{}".utf8))                                   // no length
+        cases.append(Array("PUT /machine-config HTTP/1.1\r\nContent-Length: 70000\r\n\r\n".utf8) + [UInt8](repeating: 0x41, count: 70000))
+        cases.append(Array("PUT /machine-config HTTP/1.1\r\nContent-Length: 20\r\n\r\n{\"vcpu".utf8))        // truncated body
+        cases.append(Array("GET / HTTP/1.1\r\n".utf8) + Array(String(repeating: "X-Pad: \(String(repeating: "p", count: 100))\r\n", count: 100).utf8))
+        cases.append(Array("GET / HTTP/1.1\r\nX: \(String(repeating: "y", count: 9000))\r\n\r\n".utf8))
+        cases.append(Array("GET / HTTP/1.1\r\n".utf8) + Array(String(repeating: "A: b\r\n", count: 70).utf8) + Array("\r\n".utf8))
+        cases.append(Array("GET / HTTP/1.1\nHost: x\n\n".utf8))
+        cases.append(Array("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n".utf8))
+        cases.append([UInt8](repeating: 0, count: 64))
+        cases.append([0xFF, 0xFE, 0x00, 0x41, 0x0D, 0x0A, 0x0D, 0x0A])
+        cases.append(Array("GET / HTTP/1.1\r".utf8))                                                          // slowloris-style partials
+        cases.append(Array("GET / HT".utf8))
+        cases.append(Array("PUT /machine-config HTTP/1.1\r\nContent-Length: 5\r\n".utf8))
+        var seed: UInt64 = 0x5eed
+        while cases.count < 110 {
+            var junk = [UInt8]()
+            for _ in 0..<(Int(seed % 200) + 1) {
+                seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                junk.append(UInt8(truncatingIfNeeded: seed >> 33))
+            }
+            junk += Array("\r\n\r\n".utf8)
+            cases.append(junk)
+        }
+        XCTAssertGreaterThanOrEqual(cases.count, 100)
+        for (index, request) in cases.enumerated() {
+            let response = try exchange(vmm.socket, request)
+            if !response.isEmpty {
+                let status = Int(response.split(separator: " ").dropFirst().first ?? "") ?? 0
+                XCTAssertTrue((400..<500).contains(status), "case \(index): \(response.prefix(80))")
+            }
+            let next = try exchange(vmm.socket, good)
+            XCTAssertTrue(next.hasPrefix("HTTP/1.1 200 OK"), "case \(index): the next good request failed: \(next.prefix(80))")
+        }
+        // A client that sends half a request and stalls is not answered and does not block others.
+        let staller = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in vmm.socket.utf8.enumerated() { raw[i] = b } }
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(staller, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = "GET / HTTP/1.1\r\nHo".withCString { send(staller, $0, 18, Int32(MSG_NOSIGNAL)) }
+        XCTAssertTrue(try exchange(vmm.socket, good).hasPrefix("HTTP/1.1 200 OK"))
+        close(staller)
+        XCTAssertTrue(vmm.process.isRunning)
+        vmm.process.terminate()
+        _ = try vmm.waitForExit(seconds: 10)
+    }
+}
