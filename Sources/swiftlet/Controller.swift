@@ -2,6 +2,11 @@ import API
 import KVM
 import SwiftletCore
 import VMM
+#if arch(arm64)
+import ARM64
+#elseif arch(x86_64)
+import X86_64
+#endif
 
 /// Owns the VM's configuration and lifecycle for the control API: configure before start,
 /// build and start the host machine on InstanceStart, pause, resume, power button.

@@ -21,7 +21,8 @@ Options:
 // A client that goes away must not kill the VMM: writes report EPIPE instead.
 sl_ignore_signal(SIGPIPE)
 let arguments = processArguments()
-var status: Int32 = 0
+// Embedded Swift has no main actor: the top-level variable is this thread's alone.
+nonisolated(unsafe) var status: Int32 = 0
 switch arguments.first {
 case nil:
     printError(usage)
