@@ -20,6 +20,7 @@ public enum ImageLoader {
     /// Works out placement for `bytes` in RAM at `ramBase` of `ramSize` bytes.
     public static func place(_ bytes: [UInt8], path: String, ramBase: UInt64, ramSize: UInt64) throws(SwiftletError) -> KernelPlacement {
         guard !bytes.isEmpty else { throw .invalidImage("kernel \(path) is empty") }
+        try ImageFormat.requireBootable(bytes, path: path, expected: .arm64Image, name: "an arm64 Image")
         let placement: KernelPlacement
         if bytes.count >= headerSize && le32(bytes, 56) == magic {
             placement = try placeImage(bytes, path: path, ramBase: ramBase)

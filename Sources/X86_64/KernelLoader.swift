@@ -16,6 +16,7 @@ public struct X86BootPlan {
     public static func make(kernel: FileContents, initrdSize: UInt64?, cmdline: String?, lowRAMEnd: UInt64) throws(SwiftletError) -> X86BootPlan {
         let text = cmdline ?? defaultCmdline
         guard !kernel.bytes.isEmpty else { throw .invalidImage("kernel \(kernel.path) is empty") }
+        try ImageFormat.requireBootable(kernel.bytes, path: kernel.path, expected: .bzImage, name: "a bzImage")
         guard BzImage.isBzImage(kernel.bytes) else {
             guard initrdSize == nil else { throw .invalidArgument("--initrd needs a bzImage kernel; \(kernel.path) is a raw binary") }
             guard Layout.kernel + UInt64(kernel.bytes.count) <= lowRAMEnd else {

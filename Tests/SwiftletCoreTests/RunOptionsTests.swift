@@ -60,3 +60,24 @@ final class RunOptionsTests: XCTestCase {
         }
     }
 }
+
+final class ImageFormatTests: XCTestCase {
+    func testRecognisesWhatIsNotAKernel() {
+        XCTAssertEqual(ImageFormat.sniff([0x7F, 0x45, 0x4C, 0x46, 2, 1]), .elf)
+        XCTAssertEqual(ImageFormat.sniff([0x1F, 0x8B, 8, 0]), .gzip)
+        XCTAssertEqual(ImageFormat.sniff(Array("070701000000".utf8)), .cpio)
+        XCTAssertEqual(ImageFormat.sniff([0x28, 0xB5, 0x2F, 0xFD, 0]), .zstd)
+        XCTAssertEqual(ImageFormat.sniff([0x90, 0x90, 0xF4]), .unknown)
+        var image = [UInt8](repeating: 0, count: 64)
+        image[0] = 0x4D; image[1] = 0x5A
+        image[56...59] = [0x41, 0x52, 0x4D, 0x64]
+        XCTAssertEqual(ImageFormat.sniff(image), .arm64Image, "an EFI-stub Image is an Image, not a PE file")
+    }
+
+    func testRequireBootable() {
+        XCTAssertNoThrow(try ImageFormat.requireBootable([0x90, 0xF4], path: "raw", expected: .bzImage, name: "a bzImage"))
+        XCTAssertThrowsError(try ImageFormat.requireBootable([0x1F, 0x8B, 8], path: "initrd.gz", expected: .bzImage, name: "a bzImage")) {
+            XCTAssertEqual("\($0)", "kernel initrd.gz is not a bzImage: it is gzip-compressed data")
+        }
+    }
+}

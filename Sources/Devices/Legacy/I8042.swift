@@ -24,6 +24,7 @@ private let CMD_RESET_CPU: UInt8 = 0xFE
 private let STATUS_OUTPUT_FULL: UInt8 = 0x01
 private let STATUS_SYSTEM_FLAG: UInt8 = 0x04
 private let STATUS_COMMAND: UInt8 = 0x08        // last write was to the command port
+private let STATUS_NOT_INHIBITED: UInt8 = 0x10  // keyboard not locked
 
 // Controller configuration byte (CTR) bits.
 private let CTR_KBD_INTERRUPT: UInt8 = 0x01
@@ -90,7 +91,7 @@ public final class I8042: BusDevice {
                 updateIRQ()
                 return byte
             case COMMAND_PORT_OFFSET:
-                var status = STATUS_SYSTEM_FLAG
+                var status = STATUS_SYSTEM_FLAG | STATUS_NOT_INHIBITED
                 if output.count > 0 { status |= STATUS_OUTPUT_FULL }
                 if lastWriteWasCommand { status |= STATUS_COMMAND }
                 return status

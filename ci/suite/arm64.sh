@@ -1,0 +1,98 @@
+# The nested arm64 suite: runs in the emulated arm64 L1 (real KVM) with the aarch64 edge
+# binary. Files from ci/suite/prepare are in /extra.
+. /extra/lib.sh
+echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
+CMDLINE="console=ttyAMA0 quiet panic=-1"
+KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
+
+# --- tiny guest: PL011 output, PSCI SYSTEM_OFF
+vm tiny 30 --kernel /extra/hello-arm64.bin --memory 64
+expect_ok "tiny guest prints on the PL011 and powers off" "^Hello from a Swiftlet arm64 guest"
+vm tiny-smp 30 --kernel /extra/hello-arm64.bin --memory 64 --cpus 4
+expect_ok "tiny guest with 4 vCPUs (secondaries wait for CPU_ON)" "^Hello from a Swiftlet arm64 guest"
+
+# --- Debian's kernel + busybox initramfs
+vm linux-1cpu 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
+expect_ok "Linux boots to the marker and powers off, 1 vCPU" "SWIFTLET-GUEST-UP cpus=1 "
+echo "boot-time: arm64 Linux, 1 vCPU, 256 MiB, to power-off: $took s"
+vm linux-2cpu 120 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.test=poweroff"
+expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
+echo "boot-time: arm64 Linux, 2 vCPUs, 256 MiB, to power-off: $took s"
+
+# --- RTC: the guest's PL031 reads the host's clock
+guest_time=$(sed -n 's/.*SWIFTLET-GUEST-UP.* rtc=\([0-9]*\).*/\1/p' /tmp/linux-2cpu.out)
+host_time=$(date +%s)
+if [ -n "$guest_time" ] && [ $((host_time - guest_time)) -le 30 ] && [ $((guest_time - host_time)) -le 2 ]; then
+    pass "guest RTC $guest_time vs L1 clock $host_time (read $((host_time - guest_time)) s before the run ended)"
+else
+    fail "guest RTC '$guest_time' vs L1 clock $host_time"
+fi
+
+# --- console input: a command on swiftlet's stdin runs in the guest shell
+printf 'echo "GUEST-SAYS-$((6 * 7))"\npoweroff -f\n' > /tmp/commands
+VM_STDIN=/tmp/commands vm linux-shell 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
+expect_ok "a command on stdin runs in the guest shell and its output comes back" "GUEST-SAYS-42"
+
+# --- SIGTERM presses the power key; the guest powers off; swiftlet exits 0
+out=/tmp/powerkey.out err=/tmp/powerkey.err name=powerkey
+start=$(now)
+swiftlet run $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey" < /dev/null > $out 2> $err &
+pid=$!
+if wait_for $out SWIFTLET-GUEST-WAITING 120; then kill -TERM $pid; fi
+wait $pid
+rc=$?
+took=$(seconds_since "$start")
+expect_ok "SIGTERM presses KEY_POWER (gpio-keys on the PL061) and the guest powers off" "SWIFTLET-GUEST-POWERKEY"
+
+# --- control API: swiftlet ctl drives configure, start, pause, resume, power key
+sock=/tmp/api.sock
+out=/tmp/api.out err=/tmp/api.err name=api
+swiftlet run --api-socket $sock < /dev/null > $out 2> $err &
+pid=$!
+wait_for_socket() { i=0; while [ ! -S $sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; }
+wait_for_socket
+ctl() { swiftlet ctl --api-socket $sock "$@"; }
+api_ok=1
+ctl PUT /boot-source "{\"kernel_image_path\": \"/extra/Image\", \"initrd_path\": \"/extra/initramfs.cpio.gz\", \"boot_args\": \"$CMDLINE swiftlet.test=powerkey\"}" || api_ok=0
+ctl PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}' || api_ok=0
+ctl PUT /actions '{"action_type": "InstanceStart"}' || api_ok=0
+wait_for $out SWIFTLET-GUEST-WAITING 120 || api_ok=0
+ctl PATCH /vm '{"state": "Paused"}' || api_ok=0
+ctl GET / | grep -q '"state":"Paused"' || api_ok=0
+ctl PATCH /vm '{"state": "Resumed"}' || api_ok=0
+ctl GET / | grep -q '"state":"Running"' || api_ok=0
+ctl PUT /actions '{"action_type": "SendCtrlAltDel"}' || api_ok=0
+wait $pid
+rc=$?
+if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; kill $pid 2>/dev/null; fi
+
+# --- --dump-dtb for the reference configurations (ci/suite/arm64.host compares them with
+# DeviceTrees/ using dtc on the host)
+dd if=/dev/zero of=/tmp/initrd-4m bs=1M count=4 2>/dev/null
+dump() {
+    ref=$1
+    shift
+    if swiftlet run --kernel /extra/Image "$@" --dump-dtb /tmp/$ref.dtb 2>/tmp/dump.err; then
+        echo "SWIFTLET-DTB-BEGIN $ref"
+        od -An -v -tx1 /tmp/$ref.dtb
+        echo "SWIFTLET-DTB-END $ref"
+        pass "--dump-dtb $ref ($(wc -c < /tmp/$ref.dtb) bytes)"
+    else
+        fail "--dump-dtb $ref: $(cat /tmp/dump.err)"
+    fi
+}
+dump arm64-1cpu-128m --cpus 1 --memory 128 --cmdline "console=ttyAMA0"
+dump arm64-4cpu-1g-initrd --cpus 4 --memory 1024 --initrd /tmp/initrd-4m --cmdline "console=ttyAMA0 quiet"
+
+# --- bad input: one clear line, non-zero exit
+vm missing 30 --kernel /extra/no-such-Image
+expect_error "missing kernel" "cannot open kernel /extra/no-such-Image"
+head -c 4000000 /extra/Image > /tmp/Image-truncated
+vm truncated 30 --kernel /tmp/Image-truncated
+expect_error "truncated Image" "is truncated"
+vm small 30 $KERNEL --memory 35
+expect_error "memory too small for kernel + initrd" "too small"
+vm cpus 30 --kernel /extra/hello-arm64.bin --cpus 124
+expect_error "more vCPUs than the redistributor window holds" "redistributor window holds at most 123"
+
+finish

@@ -1,0 +1,50 @@
+# Helpers for the nested suites (busybox sh inside the L1). Each check prints PASS or FAIL
+# with what it saw; `finish` prints "N passed, N failed" and sets the exit status.
+passed=0
+failed=0
+now() { cut -d' ' -f1 /proc/uptime; }
+seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# vm NAME TIMEOUT SWIFTLET-RUN-ARGS...: runs `swiftlet run` with stdin from $VM_STDIN
+# (default /dev/null); sets rc, out (stdout file), err (stderr file) and took (seconds).
+vm() {
+    name=$1 limit=$2
+    shift 2
+    out=/tmp/$name.out err=/tmp/$name.err
+    start=$(now)
+    timeout "$limit" swiftlet run "$@" < "${VM_STDIN:-/dev/null}" > "$out" 2> "$err"
+    rc=$?
+    took=$(seconds_since "$start")
+}
+
+# show: the end of the last VM's output, for failures.
+show() { echo "--- $name stdout (tail)"; tail -n 15 "$out"; echo "--- $name stderr"; cat "$err"; echo "---"; }
+
+# expect_ok NAME PATTERN: the last VM exited 0 and printed PATTERN.
+expect_ok() {
+    if [ "$rc" = 0 ] && grep -q "$2" "$out"; then pass "$1 (${took} s)"; else fail "$1: exit $rc, wanted '$2'"; show; fi
+}
+
+# expect_error NAME PATTERN: the last VM failed with exactly one stderr line matching PATTERN.
+expect_error() {
+    lines=$(wc -l < "$err")
+    if [ "$rc" != 0 ] && [ "$lines" = 1 ] && grep -q "$2" "$err"; then pass "$1: $(cat "$err")"; else fail "$1: exit $rc, $lines stderr lines, wanted '$2'"; show; fi
+}
+
+# wait_for FILE PATTERN SECONDS: waits until FILE contains PATTERN.
+wait_for() {
+    i=0
+    while [ "$i" -lt $(($3 * 10)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" = 0 ]
+}

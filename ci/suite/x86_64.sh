@@ -1,0 +1,65 @@
+# The nested x86_64 suite: runs in the emulated x86_64 L1 (real kvm-amd with nested SVM)
+# with the x86_64 edge binary. Files from ci/suite/prepare are in /extra.
+. /extra/lib.sh
+echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
+CMDLINE="console=ttyS0 reboot=k panic=-1 i8042.noaux quiet"
+KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
+
+# --- tiny guest: 16550 output through I/O exits, i8042 reset
+vm tiny 30 --kernel /extra/hello-x86_64.bin --memory 64
+expect_ok "tiny guest prints on COM1 and resets through the i8042" "^Hello from a Swiftlet x86_64 guest"
+
+# --- Debian's kernel + busybox initramfs; the guest's reboot ends swiftlet with 0
+vm linux-1cpu 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
+expect_ok "Linux boots to the marker and reboots, 1 vCPU" "SWIFTLET-GUEST-UP cpus=1 "
+echo "boot-time: x86_64 Linux, 1 vCPU, 256 MiB, to reboot: $took s"
+vm linux-2cpu 180 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.test=poweroff"
+expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
+echo "boot-time: x86_64 Linux, 2 vCPUs, 256 MiB, to reboot: $took s"
+
+# --- console input through the 16550's receive FIFO
+printf 'echo "GUEST-SAYS-$((6 * 7))"\nreboot -f\n' > /tmp/commands
+VM_STDIN=/tmp/commands vm linux-shell 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
+expect_ok "a command on stdin runs in the guest shell and its output comes back" "GUEST-SAYS-42"
+
+# --- SIGTERM sends Ctrl-Alt-Del through the i8042; the guest's init reboots
+out=/tmp/cad.out err=/tmp/cad.err name=cad
+start=$(now)
+swiftlet run $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey" < /dev/null > $out 2> $err &
+pid=$!
+if wait_for $out SWIFTLET-GUEST-WAITING 180; then kill -TERM $pid; fi
+wait $pid
+rc=$?
+took=$(seconds_since "$start")
+expect_ok "SIGTERM sends Ctrl-Alt-Del and the guest shuts down" "SWIFTLET-GUEST-POWERKEY"
+
+# --- control API: swiftlet ctl drives configure, start, pause, resume, Ctrl-Alt-Del
+sock=/tmp/api.sock
+out=/tmp/api.out err=/tmp/api.err name=api
+swiftlet run --api-socket $sock < /dev/null > $out 2> $err &
+pid=$!
+i=0; while [ ! -S $sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+ctl() { swiftlet ctl --api-socket $sock "$@"; }
+api_ok=1
+ctl PUT /boot-source "{\"kernel_image_path\": \"/extra/bzImage\", \"initrd_path\": \"/extra/initramfs.cpio.gz\", \"boot_args\": \"$CMDLINE swiftlet.test=powerkey\"}" || api_ok=0
+ctl PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}' || api_ok=0
+ctl PUT /actions '{"action_type": "InstanceStart"}' || api_ok=0
+wait_for $out SWIFTLET-GUEST-WAITING 180 || api_ok=0
+ctl PATCH /vm '{"state": "Paused"}' || api_ok=0
+ctl GET / | grep -q '"state":"Paused"' || api_ok=0
+ctl PATCH /vm '{"state": "Resumed"}' || api_ok=0
+ctl PUT /actions '{"action_type": "SendCtrlAltDel"}' || api_ok=0
+wait $pid
+rc=$?
+if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, Ctrl-Alt-Del" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; kill $pid 2>/dev/null; fi
+
+# --- bad input: one clear line, non-zero exit
+vm notbz 30 --kernel /extra/initramfs.cpio.gz
+expect_error "not a bzImage" "not a bzImage"
+vm big 30 $KERNEL --memory 16
+expect_error "kernel too large for memory" "raise --memory"
+long=$(head -c 3000 /dev/zero | tr '\0' 'x')
+vm cmdline 30 $KERNEL --memory 256 --cmdline "$long"
+expect_error "cmdline longer than the kernel accepts" "this kernel accepts at most"
+
+finish
