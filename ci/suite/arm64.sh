@@ -29,8 +29,9 @@ else
 fi
 
 # --- console input: a command on swiftlet's stdin runs in the guest shell
-printf 'echo "GUEST-SAYS-$((6 * 7))"\npoweroff -f\n' > /tmp/commands
-VM_STDIN=/tmp/commands vm linux-shell 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
+vm_typing linux-shell 120 'echo "GUEST-SAYS-$((6 * 7))"
+poweroff -f
+' $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
 expect_ok "a command on stdin runs in the guest shell and its output comes back" "GUEST-SAYS-42"
 
 # --- SIGTERM presses the power key; the guest powers off; swiftlet exits 0

@@ -19,6 +19,25 @@ vm() {
     took=$(seconds_since "$start")
 }
 
+# vm_typing NAME TIMEOUT TEXT SWIFTLET-RUN-ARGS...: like vm, but once the guest prints its
+# SWIFTLET-GUEST-UP marker, TEXT is typed on swiftlet's stdin (a FIFO, as from a terminal).
+vm_typing() {
+    name=$1 limit=$2 text=$3
+    shift 3
+    out=/tmp/$name.out err=/tmp/$name.err
+    rm -f /tmp/$name.in
+    mkfifo /tmp/$name.in
+    start=$(now)
+    timeout "$limit" swiftlet run "$@" < /tmp/$name.in > "$out" 2> "$err" &
+    pid=$!
+    exec 3> /tmp/$name.in
+    if wait_for "$out" SWIFTLET-GUEST-UP "$limit"; then sleep 1; printf '%s' "$text" >&3; fi
+    wait $pid
+    rc=$?
+    exec 3>&-
+    took=$(seconds_since "$start")
+}
+
 # show: the end of the last VM's output, for failures.
 show() { echo "--- $name stdout (tail)"; tail -n 15 "$out"; echo "--- $name stderr"; cat "$err"; echo "---"; }
 

@@ -18,8 +18,9 @@ expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
 echo "boot-time: x86_64 Linux, 2 vCPUs, 256 MiB, to reboot: $took s"
 
 # --- console input through the 16550's receive FIFO
-printf 'echo "GUEST-SAYS-$((6 * 7))"\nreboot -f\n' > /tmp/commands
-VM_STDIN=/tmp/commands vm linux-shell 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
+vm_typing linux-shell 180 'echo "GUEST-SAYS-$((6 * 7))"
+reboot -f
+' $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=commands"
 expect_ok "a command on stdin runs in the guest shell and its output comes back" "GUEST-SAYS-42"
 
 # --- SIGTERM sends Ctrl-Alt-Del through the i8042; the guest's init reboots

@@ -49,6 +49,8 @@ public final class PL011: BusDevice, ConsoleInput {
     private var ilpr: UInt32 = 0
     private var dmacr: UInt32 = 0
     private var irqLevel = false
+    /// The host had more input than fitted; it waits for `spaceNotifier`.
+    private var producerWaiting = false
     private let spaceNotifier: SpaceNotifier?
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
@@ -62,9 +64,8 @@ public final class PL011: BusDevice, ConsoleInput {
         var freedSpace = false
         let value = lock.withLock { () -> UInt32 in
             if offset == UARTDR {
-                let wasFull = rxFIFO.count >= rxCapacity
                 let byte = rxFIFO.pop()
-                freedSpace = wasFull
+                freedSpace = takeSpaceNotice()
                 updateRX()
                 return UInt32(byte ?? 0)
             }
@@ -116,6 +117,7 @@ public final class PL011: BusDevice, ConsoleInput {
                 rxFIFO.push(bytes[accepted])
                 accepted += 1
             }
+            if accepted < bytes.count { producerWaiting = true }
             if accepted > 0 {
                 // No more is coming in this burst, so the receive timeout is due at once.
                 ris |= INT_RT
@@ -130,6 +132,13 @@ public final class PL011: BusDevice, ConsoleInput {
     // MARK: internals (called with the lock held)
 
     private var rxCapacity: Int { lcrH & LCR_H_FEN != 0 ? PL011.fifoDepth : 1 }
+
+    /// True (once) when the host is waiting to send more and there is room now.
+    private func takeSpaceNotice() -> Bool {
+        guard producerWaiting, rxFIFO.count < rxCapacity else { return false }
+        producerWaiting = false
+        return true
+    }
 
     /// RX trigger level from IFLS.RXIFLSEL: 1/8, 1/4, 1/2, 3/4 or 7/8 of the FIFO.
     private var rxTrigger: Int {

@@ -49,6 +49,8 @@ public final class Serial16550: BusDevice, ConsoleInput {
     private var fifoEnabled = false
     private var thrEmptyPending = false
     private var irqLevel = false
+    /// The host had more input than fitted; it waits for `spaceNotifier`.
+    private var producerWaiting = false
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
                 spaceNotifier: SpaceNotifier? = nil) {
@@ -65,8 +67,8 @@ public final class Serial16550: BusDevice, ConsoleInput {
             switch offset {
             case RBR_THR:
                 if dlab { return divisorLow }
-                freedSpace = rxFIFO.count == rxCapacity
                 let byte = rxFIFO.pop() ?? 0
+                freedSpace = takeSpaceNotice()
                 updateIRQ()
                 return byte
             case IER: return dlab ? divisorHigh : ier
@@ -92,6 +94,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
         guard data.count > 0 else { return }
         let value = data[0]
         var transmit = false
+        var freedSpace = false
         lock.withLock {
             let dlab = lcr & LCR_DLAB != 0
             switch offset {
@@ -111,6 +114,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
             case IIR_FCR:
                 fifoEnabled = value & FCR_ENABLE_FIFO != 0
                 if value & FCR_CLEAR_RX != 0 { while rxFIFO.pop() != nil {} }
+                freedSpace = takeSpaceNotice()
             case LCR: lcr = value
             case MCR: mcr = value & 0x1F
             case SCR: scr = value
@@ -121,6 +125,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
         // Outside the lock: the sink may block on a slow reader. In loopback mode the
         // byte goes nowhere (Linux uses loopback only to probe).
         if transmit && mcr & MCR_LOOP == 0 { output.write(value) }
+        if freedSpace { spaceNotifier?.notify() }
     }
 
     // MARK: ConsoleInput
@@ -132,6 +137,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
                 rxFIFO.push(bytes[accepted])
                 accepted += 1
             }
+            if accepted < bytes.count { producerWaiting = true }
             updateIRQ()
             return accepted
         }
@@ -142,6 +148,13 @@ public final class Serial16550: BusDevice, ConsoleInput {
     // MARK: internals (lock held)
 
     private var rxCapacity: Int { fifoEnabled ? Serial16550.fifoDepth : 1 }
+
+    /// True (once) when the host is waiting to send more and there is room now.
+    private func takeSpaceNotice() -> Bool {
+        guard producerWaiting, rxFIFO.count < rxCapacity else { return false }
+        producerWaiting = false
+        return true
+    }
 
     private var pendingInterrupt: UInt8 {
         if ier & IER_RDI != 0 && rxFIFO.count > 0 { return IIR_RDI }
