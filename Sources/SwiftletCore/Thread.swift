@@ -38,4 +38,12 @@ public final class Thread {
         joined = true
         _ = pthread_join(handle, nil)
     }
+
+    /// Joins if the thread ends within `milliseconds`; false if it is still running.
+    public func join(withinMilliseconds milliseconds: Int) -> Bool {
+        guard !joined else { return true }
+        guard sl_join_within(handle, milliseconds) == 0 else { return false }
+        joined = true
+        return true
+    }
 }

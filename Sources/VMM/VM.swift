@@ -69,12 +69,24 @@ public final class VM {
 
     public var isPaused: Bool { control.isPaused }
 
-    /// Stops and joins every vCPU thread (after a stop request).
+    /// Stops and joins every vCPU thread (after a stop request), kicking again every
+    /// 100 ms. A thread still running after `VM.joinTimeoutMs` is left behind (and named):
+    /// the process is about to exit, and a stuck vCPU must not keep it alive.
     public func joinThreads() {
-        kickAll()
-        for thread in threads { thread.join() }
+        let deadline = monotonicMilliseconds() + VM.joinTimeoutMs
+        for (index, thread) in threads.enumerated() {
+            while !thread.join(withinMilliseconds: 100) {
+                guard monotonicMilliseconds() < deadline else {
+                    printError("swiftlet: vCPU \(index) did not stop within \(VM.joinTimeoutMs / 1000) s; exiting without it")
+                    break
+                }
+                kickAll()
+            }
+        }
         threads.removeAll()
     }
+
+    static let joinTimeoutMs: Int64 = 5000
 
     /// immediate_exit first, so a vCPU about to enter KVM_RUN leaves at once; the signal
     /// interrupts one already inside.

@@ -40,8 +40,7 @@ start=$(now)
 swiftlet run $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey" < /dev/null > $out 2> $err &
 pid=$!
 if wait_for $out SWIFTLET-GUEST-WAITING 120; then kill -TERM $pid; fi
-wait $pid
-rc=$?
+wait_or_kill $pid 60
 took=$(seconds_since "$start")
 expect_ok "SIGTERM presses KEY_POWER (gpio-keys on the PL061) and the guest powers off" "SWIFTLET-GUEST-POWERKEY"
 
@@ -63,8 +62,7 @@ ctl GET / | grep -q '"state":"Paused"' || api_ok=0
 ctl PATCH /vm '{"state": "Resumed"}' || api_ok=0
 ctl GET / | grep -q '"state":"Running"' || api_ok=0
 ctl PUT /actions '{"action_type": "SendCtrlAltDel"}' || api_ok=0
-wait $pid
-rc=$?
+wait_or_kill $pid 120
 if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; kill $pid 2>/dev/null; fi
 
 # --- --dump-dtb for the reference configurations (ci/suite/arm64.host compares them with

@@ -14,9 +14,26 @@ vm() {
     shift 2
     out=/tmp/$name.out err=/tmp/$name.err
     start=$(now)
-    timeout "$limit" swiftlet run "$@" < "${VM_STDIN:-/dev/null}" > "$out" 2> "$err"
-    rc=$?
+    swiftlet run "$@" < "${VM_STDIN:-/dev/null}" > "$out" 2> "$err" &
+    pid=$!
+    wait_or_kill $pid "$limit"
     took=$(seconds_since "$start")
+}
+
+# wait_or_kill PID SECONDS: waits for PID; after SECONDS sends SIGTERM (the guest's power
+# button), 40 s later SIGKILL, so a hung guest or VMM cannot stall the suite. Sets rc.
+wait_or_kill() {
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt $(($2 * 10)) ]; do sleep 0.1; n=$((n + 1)); done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "suite: $name still running after $2 s: SIGTERM"
+        kill -TERM "$1"
+        n=0
+        while kill -0 "$1" 2>/dev/null && [ $n -lt 400 ]; do sleep 0.1; n=$((n + 1)); done
+        kill -0 "$1" 2>/dev/null && { echo "suite: $name ignored SIGTERM for 40 s: SIGKILL"; kill -KILL "$1"; }
+    fi
+    wait "$1"
+    rc=$?
 }
 
 # vm_typing NAME TIMEOUT TEXT SWIFTLET-RUN-ARGS...: like vm, but once the guest prints its
@@ -28,12 +45,11 @@ vm_typing() {
     rm -f /tmp/$name.in
     mkfifo /tmp/$name.in
     start=$(now)
-    timeout "$limit" swiftlet run "$@" < /tmp/$name.in > "$out" 2> "$err" &
+    swiftlet run "$@" < /tmp/$name.in > "$out" 2> "$err" &
     pid=$!
     exec 3> /tmp/$name.in
     if wait_for "$out" SWIFTLET-GUEST-UP "$limit"; then sleep 1; printf '%s' "$text" >&3; fi
-    wait $pid
-    rc=$?
+    wait_or_kill $pid "$limit"
     exec 3>&-
     took=$(seconds_since "$start")
 }

@@ -29,8 +29,7 @@ start=$(now)
 swiftlet run $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey" < /dev/null > $out 2> $err &
 pid=$!
 if wait_for $out SWIFTLET-GUEST-WAITING 180; then kill -TERM $pid; fi
-wait $pid
-rc=$?
+wait_or_kill $pid 60
 took=$(seconds_since "$start")
 expect_ok "SIGTERM sends Ctrl-Alt-Del and the guest shuts down" "SWIFTLET-GUEST-POWERKEY"
 
@@ -50,8 +49,7 @@ ctl PATCH /vm '{"state": "Paused"}' || api_ok=0
 ctl GET / | grep -q '"state":"Paused"' || api_ok=0
 ctl PATCH /vm '{"state": "Resumed"}' || api_ok=0
 ctl PUT /actions '{"action_type": "SendCtrlAltDel"}' || api_ok=0
-wait $pid
-rc=$?
+wait_or_kill $pid 120
 if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, Ctrl-Alt-Del" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; kill $pid 2>/dev/null; fi
 
 # --- bad input: one clear line, non-zero exit

@@ -123,6 +123,10 @@ int sl_block_signal(int signo, int block);
 /// SIG_IGN is a cast macro Swift cannot import.
 static inline void sl_ignore_signal(int signo) { signal(signo, SIG_IGN); }
 
+// MARK: threads
+/// pthread_timedjoin_np (GNU): 0 when joined, ETIMEDOUT when the thread is still running.
+int sl_join_within(pthread_t thread, long milliseconds);
+
 // MARK: sockets (SOCK_* flags are an enum in glibc; accept4 needs _GNU_SOURCE)
 int sl_unix_socket(int nonblocking);
 int sl_accept_nonblocking(int fd);
