@@ -163,3 +163,38 @@ final class EscapeFilterTests: XCTestCase {
         XCTAssertEqual(run(&filter, [0x78]).1, .quit)
     }
 }
+
+final class Serial16550InputTests: XCTestCase {
+    func push(_ uart: Serial16550, _ text: String) -> Int { Array(text.utf8).withUnsafeBytes { uart.push($0) } }
+
+    func testReceivedDataInterruptAndFIFOClearWakesTheHost() throws {
+        let irq = UnconnectedInterruptLine()
+        let notifier = try SpaceNotifier()
+        let uart = Serial16550(output: CollectingSink(), irq: irq, spaceNotifier: notifier)
+        writeByte(uart, 2, 0x01)                       // FCR: FIFO on (16 deep)
+        writeByte(uart, 1, 0x01)                       // IER: received data available
+        XCTAssertEqual(push(uart, String(repeating: "z", count: 20)), 16)
+        XCTAssertTrue(irq.level)
+        XCTAssertEqual(readByte(uart, 2) & 0x0F, 0x04, "IIR: received data")
+        XCTAssertEqual(readByte(uart, 5) & 0x01, 1, "LSR.DR")
+        writeByte(uart, 2, 0x03)                       // FCR: clear the receive FIFO
+        XCTAssertFalse(irq.level)
+        var value: UInt64 = 0
+        XCTAssertEqual(read(notifier.fd, &value, 8), 8, "a refused push is retried once there is room")
+    }
+
+    func testTHREInterruptRearmsAfterEveryByte() {
+        let irq = UnconnectedInterruptLine()
+        let sink = CollectingSink()
+        let uart = Serial16550(output: sink, irq: irq)
+        writeByte(uart, 1, 0x02)                       // IER: THR empty
+        XCTAssertTrue(irq.level, "enabling THRI with an empty THR interrupts at once")
+        XCTAssertEqual(readByte(uart, 2) & 0x0F, 0x02)
+        XCTAssertFalse(irq.level, "reading IIR acknowledges THRE")
+        let before = irq.changes
+        writeByte(uart, 0, 0x41)
+        XCTAssertTrue(irq.level)
+        XCTAssertEqual(irq.changes - before, 1, "one new rising edge per byte")
+        XCTAssertEqual(sink.text, "A")
+    }
+}

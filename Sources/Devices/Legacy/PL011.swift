@@ -38,7 +38,7 @@ public final class PL011: BusDevice, ConsoleInput {
     private let output: any ConsoleSink
     private let irq: any InterruptLine
     private let lock = Lock()
-    private var rxFIFO = RingBuffer(capacity: PL011.fifoDepth)
+    private var rxFIFO = InputFIFO(depth: PL011.fifoDepth)
     private var ibrd: UInt32 = 0
     private var fbrd: UInt32 = 0
     private var lcrH: UInt32 = 0
@@ -49,8 +49,6 @@ public final class PL011: BusDevice, ConsoleInput {
     private var ilpr: UInt32 = 0
     private var dmacr: UInt32 = 0
     private var irqLevel = false
-    /// The host had more input than fitted; it waits for `spaceNotifier`.
-    private var producerWaiting = false
     private let spaceNotifier: SpaceNotifier?
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
@@ -65,7 +63,7 @@ public final class PL011: BusDevice, ConsoleInput {
         let value = lock.withLock { () -> UInt32 in
             if offset == UARTDR {
                 let byte = rxFIFO.pop()
-                freedSpace = takeSpaceNotice()
+                freedSpace = rxFIFO.takeSpaceNotice(capacity: rxCapacity)
                 updateRX()
                 return UInt32(byte ?? 0)
             }
@@ -112,12 +110,7 @@ public final class PL011: BusDevice, ConsoleInput {
     /// Queues host input; returns how many bytes fitted. The rest must wait for `notify`.
     public func push(_ bytes: UnsafeRawBufferPointer) -> Int {
         lock.withLock {
-            var accepted = 0
-            while accepted < bytes.count, rxFIFO.count < rxCapacity {
-                rxFIFO.push(bytes[accepted])
-                accepted += 1
-            }
-            if accepted < bytes.count { producerWaiting = true }
+            let accepted = rxFIFO.push(bytes, capacity: rxCapacity)
             if accepted > 0 {
                 // No more is coming in this burst, so the receive timeout is due at once.
                 ris |= INT_RT
@@ -133,12 +126,6 @@ public final class PL011: BusDevice, ConsoleInput {
 
     private var rxCapacity: Int { lcrH & LCR_H_FEN != 0 ? PL011.fifoDepth : 1 }
 
-    /// True (once) when the host is waiting to send more and there is room now.
-    private func takeSpaceNotice() -> Bool {
-        guard producerWaiting, rxFIFO.count < rxCapacity else { return false }
-        producerWaiting = false
-        return true
-    }
 
     /// RX trigger level from IFLS.RXIFLSEL: 1/8, 1/4, 1/2, 3/4 or 7/8 of the FIFO.
     private var rxTrigger: Int {

@@ -39,7 +39,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
     private let irq: any InterruptLine
     private let spaceNotifier: SpaceNotifier?
     private let lock = Lock()
-    private var rxFIFO = RingBuffer(capacity: Serial16550.fifoDepth)
+    private var rxFIFO = InputFIFO(depth: Serial16550.fifoDepth)
     private var ier: UInt8 = 0
     private var lcr: UInt8 = 0x03   // 8N1
     private var mcr: UInt8 = 0x08   // OUT2
@@ -49,8 +49,6 @@ public final class Serial16550: BusDevice, ConsoleInput {
     private var fifoEnabled = false
     private var thrEmptyPending = false
     private var irqLevel = false
-    /// The host had more input than fitted; it waits for `spaceNotifier`.
-    private var producerWaiting = false
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
                 spaceNotifier: SpaceNotifier? = nil) {
@@ -68,7 +66,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
             case RBR_THR:
                 if dlab { return divisorLow }
                 let byte = rxFIFO.pop() ?? 0
-                freedSpace = takeSpaceNotice()
+                freedSpace = rxFIFO.takeSpaceNotice(capacity: rxCapacity)
                 updateIRQ()
                 return byte
             case IER: return dlab ? divisorHigh : ier
@@ -113,8 +111,8 @@ public final class Serial16550: BusDevice, ConsoleInput {
                 if enablingTHRI { thrEmptyPending = true }
             case IIR_FCR:
                 fifoEnabled = value & FCR_ENABLE_FIFO != 0
-                if value & FCR_CLEAR_RX != 0 { while rxFIFO.pop() != nil {} }
-                freedSpace = takeSpaceNotice()
+                if value & FCR_CLEAR_RX != 0 { rxFIFO.removeAll() }
+                freedSpace = rxFIFO.takeSpaceNotice(capacity: rxCapacity)
             case LCR: lcr = value
             case MCR: mcr = value & 0x1F
             case SCR: scr = value
@@ -132,12 +130,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
 
     public func push(_ bytes: UnsafeRawBufferPointer) -> Int {
         lock.withLock {
-            var accepted = 0
-            while accepted < bytes.count, rxFIFO.count < rxCapacity {
-                rxFIFO.push(bytes[accepted])
-                accepted += 1
-            }
-            if accepted < bytes.count { producerWaiting = true }
+            let accepted = rxFIFO.push(bytes, capacity: rxCapacity)
             updateIRQ()
             return accepted
         }
@@ -149,12 +142,6 @@ public final class Serial16550: BusDevice, ConsoleInput {
 
     private var rxCapacity: Int { fifoEnabled ? Serial16550.fifoDepth : 1 }
 
-    /// True (once) when the host is waiting to send more and there is room now.
-    private func takeSpaceNotice() -> Bool {
-        guard producerWaiting, rxFIFO.count < rxCapacity else { return false }
-        producerWaiting = false
-        return true
-    }
 
     private var pendingInterrupt: UInt8 {
         if ier & IER_RDI != 0 && rxFIFO.count > 0 { return IIR_RDI }
