@@ -30,6 +30,7 @@ public enum ARM64Machine: Machine {
         tree.bootargs = config.cmdline ?? defaultCmdline
         tree.initrdRange = boot.initrd
         tree.rngSeed = rngSeed
+        tree.pmu = config.pmu
         let dtb = try DeviceTree.generate(tree)
         guard UInt64(dtb.count) <= Layout.maxDTBSize else { throw .invalidArgument("device tree of \(dtb.count) bytes exceeds 2 MiB") }
         return dtb
@@ -57,17 +58,23 @@ public enum ARM64Machine: Machine {
         try kvm.map(memory)
 
         let target = try kvm.preferredTarget()
+        let optional = try CPUFeatures.requested(config, check: { kvm.check($0) })
         var vcpus: [KVMVCPU] = []
         for id in 0..<config.cpus {
             let vcpu = try kvm.createVCPU(id: id)
             // Secondaries start powered off; the guest brings them up with PSCI CPU_ON.
-            var features = [KVM_ARM_VCPU_PSCI_0_2]
-            if id > 0 { features.append(KVM_ARM_VCPU_POWER_OFF) }
-            try vcpu.initialize(target: target, features: features.map { UInt32($0) })
+            var features = [UInt32(KVM_ARM_VCPU_PSCI_0_2)] + optional
+            if id > 0 { features.append(UInt32(KVM_ARM_VCPU_POWER_OFF)) }
+            try vcpu.initialize(target: target, features: features)
+            if config.sve { try vcpu.finalize(feature: Int32(CPUFeatures.sve)) }
             vcpus.append(vcpu)
         }
         let gic = try VGIC(vm: kvm, cpus: config.cpus)
         try gic.finalize()
+        if config.pmu {
+            // The PMU's overflow interrupt (a PPI) is set after the vGIC is initialised.
+            for vcpu in vcpus { try CPUFeatures.initializePMU(vcpu) }
+        }
 
         let mmio = Bus(name: "mmio")
         let consoleSpace = try SpaceNotifier()

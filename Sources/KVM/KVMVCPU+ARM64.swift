@@ -34,6 +34,14 @@ extension KVMVCPU {
         }
     }
 
+    /// KVM_SET_DEVICE_ATTR on the vCPU (e.g. the PMU's interrupt and init).
+    public func setAttribute(group: UInt32, attribute: UInt64, value: UnsafeMutableRawPointer?) throws(SwiftletError) {
+        var attr = kvm_device_attr(flags: 0, group: group, attr: attribute, addr: UInt64(UInt(bitPattern: value)))
+        guard sl_ioctl(fd, SL_KVM_SET_DEVICE_ATTR, &attr) == 0 else {
+            throw .lastSystemError("KVM_SET_DEVICE_ATTR on vCPU \(id) group \(group) attr \(attribute)")
+        }
+    }
+
     public func setOneReg(_ id: UInt64, _ value: UInt64) throws(SwiftletError) {
         var value = value
         try withUnsafeMutablePointer(to: &value) { (pointer) throws(SwiftletError) in

@@ -14,7 +14,12 @@ public enum RunOptions {
       --cpus N             number of vCPUs, one thread each (default 1)
       --memory MIB         guest RAM in MiB (default 256); also accepts a K, M or G suffix
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
-      --api-socket PATH    serve the control API on a Unix socket at PATH
+      --api-socket PATH    serve the control API on a Unix socket at PATH; without
+                           --kernel, wait to be configured through it
+      --pmu                arm64: give the guest a PMUv3 (needs KVM_CAP_ARM_PMU_V3)
+      --sve                arm64: give the guest SVE (needs KVM_CAP_ARM_SVE)
+      --pauth              arm64: give the guest pointer authentication
+                           (needs KVM_CAP_ARM_PTRAUTH_ADDRESS and _GENERIC)
       -h, --help           show this help
     """
 
@@ -51,6 +56,9 @@ public enum RunOptions {
             case "--memory": config.memoryMiB = try parseMiB(try next())
             case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
+            case "--pmu": config.pmu = true
+            case "--sve": config.sve = true
+            case "--pauth": config.pointerAuthentication = true
             default:
                 if argument.hasPrefix("-") { throw .invalidArgument("unknown option \(argument) (see swiftlet run --help)") }
                 throw .invalidArgument("unexpected argument \(argument) (see swiftlet run --help)")

@@ -7,6 +7,10 @@ public struct VMConfig: Equatable {
     public var memoryMiB: UInt64 = 256
     public var dumpDTBPath: String?
     public var apiSocketPath: String?
+    /// arm64 vCPU features to enable (each only where KVM reports it).
+    public var pmu = false
+    public var sve = false
+    public var pointerAuthentication = false
 
     public init() {}
 

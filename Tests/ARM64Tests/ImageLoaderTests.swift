@@ -94,3 +94,21 @@ final class ImageLoaderTests: XCTestCase {
         XCTAssertThrowsError(try BootPlan.make(kernel: kernel, initrdSize: nil, ramBase: ramBase, ramSize: 21 << 20))
     }
 }
+
+final class CPUFeaturesTests: XCTestCase {
+    func testFeaturesNeedKVMCapabilities() throws {
+        var config = VMConfig()
+        XCTAssertEqual(try CPUFeatures.requested(config, check: { _ in 0 }), [])
+        config.pmu = true
+        config.sve = true
+        config.pointerAuthentication = true
+        XCTAssertEqual(try CPUFeatures.requested(config, check: { _ in 1 }), [3, 4, 5, 6])
+        XCTAssertThrowsError(try CPUFeatures.requested(config, check: { $0 == 126 ? 0 : 1 })) {
+            XCTAssertEqual("\($0)", "--pmu: this host's KVM has no PMUv3 for guests (KVM_CAP_ARM_PMU_V3)")
+        }
+        config.pmu = false
+        XCTAssertThrowsError(try CPUFeatures.requested(config, check: { $0 == 172 ? 0 : 1 })) {
+            XCTAssertTrue("\($0)".hasPrefix("--pauth: this host's KVM has no pointer authentication"))
+        }
+    }
+}

@@ -19,6 +19,21 @@ vm linux-2cpu 120 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.tes
 expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
 echo "boot-time: arm64 Linux, 2 vCPUs, 256 MiB, to power-off: $took s"
 
+# --- opt-in vCPU features: used where L1's KVM offers them, one clear error where not
+# (L1 runs with pauth=off, so --pauth must be refused).
+vm pauth 30 --kernel /extra/hello-arm64.bin --memory 64 --pauth
+expect_error "--pauth without KVM's pointer authentication" "no pointer authentication"
+for feature in pmu:armv8_pmuv3 sve:"SVE: maximum available vector length"; do
+    flag=${feature%%:*} evidence=${feature#*:}
+    # Not quiet: the guest kernel's log is where the feature shows.
+    vm $flag 120 $KERNEL --memory 256 --$flag --cmdline "console=ttyAMA0 panic=-1 swiftlet.test=poweroff"
+    if grep -q "KVM_CAP_ARM" "$err"; then
+        expect_error "--$flag refused where L1's KVM lacks it" "this host's KVM has no"
+    else
+        expect_ok "--$flag: the guest kernel finds the feature ($evidence)" "$evidence"
+    fi
+done
+
 # --- RTC: the guest's PL031 reads the host's clock
 guest_time=$(sed -n 's/.*SWIFTLET-GUEST-UP.* rtc=\([0-9]*\).*/\1/p' /tmp/linux-2cpu.out)
 host_time=$(date +%s)
