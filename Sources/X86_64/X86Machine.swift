@@ -5,7 +5,7 @@ import SwiftletCore
 import VMM
 
 /// The x86_64 PC-like machine: RAM from 0 (split around the 32-bit MMIO hole), in-kernel
-/// irqchip and PIT, COM1 16550 on IRQ 4, i8042 for reset, an MP table for SMP.
+/// irqchip and PIT, COM1 16550 on IRQ 4, i8042 (keyboard, reset), CMOS RTC, an MP table.
 public enum X86Machine: Machine {
     public static let name = "x86_64"
 
@@ -61,6 +61,7 @@ public enum X86Machine: Machine {
         try pio.insert(serial, base: Layout.serialCOM1, size: Serial16550.size)
         let keyboard = I8042(resetLine: resetLine, irq: GSILine(vm: kvm, gsi: Layout.keyboardIRQ))
         try pio.insert(keyboard, base: I8042.base, size: I8042.size)
+        try pio.insert(CMOS(now: wallClockSeconds), base: CMOS.base, size: CMOS.size)
 
         let supported = try system.supportedCPUID()
         var vcpus: [KVMVCPU] = []
@@ -106,6 +107,12 @@ final class MachineReset: ResetLine {
     // Unowned: the VM owns the buses that own this; a strong reference would be a cycle.
     var vm: Unmanaged<VM>?
     func reset() { vm?.takeUnretainedValue().requestStop(.reset) }
+}
+
+func wallClockSeconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec)
 }
 
 /// The x86 graceful-shutdown request: Ctrl-Alt-Del on the i8042 keyboard.

@@ -198,3 +198,46 @@ final class Serial16550InputTests: XCTestCase {
         XCTAssertEqual(sink.text, "A")
     }
 }
+
+final class CMOSTests: XCTestCase {
+    func cmos(_ device: CMOS, _ register: UInt8) -> UInt8 {
+        writeByte(device, 0, register)
+        return readByte(device, 1)
+    }
+
+    func testReadsHostTimeInBCD() {
+        // 2026-11-25 03:04:05 UTC, a Wednesday.
+        let rtc = CMOS(now: { 1_795_575_845 })
+        XCTAssertEqual(cmos(rtc, 0x00), 0x05)
+        XCTAssertEqual(cmos(rtc, 0x02), 0x04)
+        XCTAssertEqual(cmos(rtc, 0x04), 0x03)
+        XCTAssertEqual(cmos(rtc, 0x07), 0x25)
+        XCTAssertEqual(cmos(rtc, 0x08), 0x11)
+        XCTAssertEqual(cmos(rtc, 0x09), 0x26)
+        XCTAssertEqual(cmos(rtc, 0x32), 0x20)
+        XCTAssertEqual(cmos(rtc, 0x06), 4, "Wednesday is day 4")
+        XCTAssertEqual(cmos(rtc, 0x0A) & 0x80, 0, "never update-in-progress")
+        XCTAssertEqual(cmos(rtc, 0x0D), 0x80, "valid")
+    }
+
+    func testBinaryModeAndGuestSetTime() {
+        var now: UInt64 = 1_795_575_845
+        let rtc = CMOS(now: { now })
+        writeByte(rtc, 0, 0x0B); writeByte(rtc, 1, 0x06)   // 24 h, binary
+        XCTAssertEqual(cmos(rtc, 0x00), 5)
+        writeByte(rtc, 0, 0x04); writeByte(rtc, 1, 10)     // guest sets 10 o'clock
+        XCTAssertEqual(cmos(rtc, 0x04), 10)
+        now += 3600
+        XCTAssertEqual(cmos(rtc, 0x04), 11, "the clock runs on from the guest's setting")
+        writeByte(rtc, 0, 0x40); writeByte(rtc, 1, 0xAB)   // CMOS RAM keeps bytes
+        XCTAssertEqual(cmos(rtc, 0x40), 0xAB)
+    }
+
+    func testCivilTimeRoundTrips() {
+        for seconds: Int64 in [0, 951_782_400, 1_795_575_845, 4_102_444_799, -86_400] {
+            XCTAssertEqual(CivilTime(secondsSinceEpoch: seconds).secondsSinceEpoch, seconds)
+        }
+        let leapDay = CivilTime(secondsSinceEpoch: 951_782_400)   // 2000-02-29
+        XCTAssertEqual([leapDay.year, leapDay.month, leapDay.day], [2000, 2, 29])
+    }
+}

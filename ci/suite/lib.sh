@@ -79,6 +79,18 @@ wait_for() {
     return 1
 }
 
+# check_rtc OUTPUT: the guest's RTC (rtc= in its marker line) is within a few seconds of
+# L1's clock (which QEMU set from the host's).
+check_rtc() {
+    guest_time=$(sed -n 's/.*SWIFTLET-GUEST-UP.* rtc=\([0-9]*\).*/\1/p' "$1")
+    host_time=$(date +%s)
+    if [ -n "$guest_time" ] && [ $((host_time - guest_time)) -le 30 ] && [ $((guest_time - host_time)) -le 2 ]; then
+        pass "guest RTC $guest_time vs L1 clock $host_time (read $((host_time - guest_time)) s before the run ended)"
+    else
+        fail "guest RTC '$guest_time' vs L1 clock $host_time"
+    fi
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

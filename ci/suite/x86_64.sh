@@ -17,6 +17,9 @@ vm linux-2cpu 180 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.tes
 expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
 echo "boot-time: x86_64 Linux, 2 vCPUs, 256 MiB, to reboot: $took s"
 
+# --- RTC: the guest's CMOS clock reads the host's clock
+check_rtc /tmp/linux-2cpu.out
+
 # --- console input through the 16550's receive FIFO
 vm_typing linux-shell 180 'echo "GUEST-SAYS-$((6 * 7))"
 reboot -f
