@@ -116,12 +116,6 @@ final class GPIOPowerKey: PowerButton {
     func setPressed(_ pressed: Bool) { gpio.setInput(line: Int(powerKeyGPIOLine), high: pressed) }
 }
 
-func wallClockSeconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec)
-}
-
 /// PSR_MODE_EL1h | PSR_F_BIT | PSR_I_BIT | PSR_A_BIT | PSR_D_BIT
 let PSTATE_EL1H_DAIF_MASKED: UInt64 = 0x5 | 0x40 | 0x80 | 0x100 | 0x200
 

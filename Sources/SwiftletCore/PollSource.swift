@@ -10,10 +10,3 @@ public protocol PollSource: AnyObject {
     /// Milliseconds (monotonic) of the next deadline this source has, if any.
     var nextDeadline: Int64? { get }
 }
-
-/// CLOCK_MONOTONIC in milliseconds, the time base of main-loop deadlines.
-public func monotonicMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-}

@@ -109,12 +109,6 @@ final class MachineReset: ResetLine {
     func reset() { vm?.takeUnretainedValue().requestStop(.reset) }
 }
 
-func wallClockSeconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec)
-}
-
 /// The x86 graceful-shutdown request: Ctrl-Alt-Del on the i8042 keyboard.
 final class CtrlAltDel: PowerButton {
     private let keyboard: I8042

@@ -44,35 +44,12 @@ poweroff -f
 expect_ok "a command on stdin runs in the guest shell and its output comes back" "GUEST-SAYS-42"
 
 # --- SIGTERM presses the power key; the guest powers off; swiftlet exits 0
-out=/tmp/powerkey.out err=/tmp/powerkey.err name=powerkey
-start=$(now)
-swiftlet run $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey" < /dev/null > $out 2> $err &
-pid=$!
-if wait_for $out SWIFTLET-GUEST-WAITING 120; then kill -TERM $pid; fi
-wait_or_kill $pid 60
-took=$(seconds_since "$start")
+vm_sigterm powerkey 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=powerkey"
 expect_ok "SIGTERM presses KEY_POWER (gpio-keys on the PL061) and the guest powers off" "SWIFTLET-GUEST-POWERKEY"
 
 # --- control API: swiftlet ctl drives configure, start, pause, resume, power key
-sock=/tmp/api.sock
-out=/tmp/api.out err=/tmp/api.err name=api
-swiftlet run --api-socket $sock < /dev/null > $out 2> $err &
-pid=$!
-wait_for_socket() { i=0; while [ ! -S $sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; }
-wait_for_socket
-ctl() { swiftlet ctl --api-socket $sock "$@"; }
-api_ok=1
-ctl PUT /boot-source "{\"kernel_image_path\": \"/extra/Image\", \"initrd_path\": \"/extra/initramfs.cpio.gz\", \"boot_args\": \"$CMDLINE swiftlet.test=powerkey\"}" || api_ok=0
-ctl PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}' || api_ok=0
-ctl PUT /actions '{"action_type": "InstanceStart"}' || api_ok=0
-wait_for $out SWIFTLET-GUEST-WAITING 120 || api_ok=0
-ctl PATCH /vm '{"state": "Paused"}' || api_ok=0
-ctl GET / | grep -q '"state":"Paused"' || api_ok=0
-ctl PATCH /vm '{"state": "Resumed"}' || api_ok=0
-ctl GET / | grep -q '"state":"Running"' || api_ok=0
-ctl PUT /actions '{"action_type": "SendCtrlAltDel"}' || api_ok=0
-wait_or_kill $pid 120
-if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; kill $pid 2>/dev/null; fi
+vm_api api 120 /extra/Image /extra/initramfs.cpio.gz "$CMDLINE swiftlet.test=powerkey"
+if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; fi
 
 # --- --dump-dtb for the reference configurations (ci/suite/arm64.host compares them with
 # DeviceTrees/ using dtc on the host)

@@ -54,6 +54,48 @@ vm_typing() {
     took=$(seconds_since "$start")
 }
 
+# vm_sigterm NAME TIMEOUT SWIFTLET-RUN-ARGS...: boots a guest in swiftlet.test=powerkey
+# mode and, once it waits for the power button, sends swiftlet SIGTERM. Sets rc/out/err/took.
+vm_sigterm() {
+    name=$1 limit=$2
+    shift 2
+    out=/tmp/$name.out err=/tmp/$name.err
+    start=$(now)
+    swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
+    pid=$!
+    if wait_for "$out" SWIFTLET-GUEST-WAITING "$limit"; then kill -TERM $pid; fi
+    wait_or_kill $pid 60
+    took=$(seconds_since "$start")
+}
+
+# vm_api NAME TIMEOUT KERNEL INITRD BOOT-ARGS: a swiftlet waiting on an API socket, driven
+# with `swiftlet ctl`: boot source, machine config (2 vCPUs, 256 MiB), InstanceStart, pause,
+# resume (checking the state each time), then SendCtrlAltDel. Sets rc/out/err/took, and
+# api_ok=0 when a request failed.
+vm_api() {
+    name=$1 limit=$2
+    out=/tmp/$name.out err=/tmp/$name.err sock=/tmp/$name.sock
+    start=$(now)
+    swiftlet run --api-socket $sock < /dev/null > "$out" 2> "$err" &
+    pid=$!
+    i=0
+    while [ ! -S $sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    api_ok=1
+    ctl() { swiftlet ctl --api-socket $sock "$@" || { echo "suite: swiftlet ctl $* failed"; api_ok=0; }; }
+    ctl PUT /boot-source "{\"kernel_image_path\": \"$3\", \"initrd_path\": \"$4\", \"boot_args\": \"$5\"}"
+    ctl PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'
+    ctl GET / | grep -q '"state":"Not started"' || api_ok=0
+    ctl PUT /actions '{"action_type": "InstanceStart"}'
+    wait_for "$out" SWIFTLET-GUEST-WAITING "$limit" || api_ok=0
+    ctl PATCH /vm '{"state": "Paused"}'
+    ctl GET / | grep -q '"state":"Paused"' || api_ok=0
+    ctl PATCH /vm '{"state": "Resumed"}'
+    ctl GET / | grep -q '"state":"Running"' || api_ok=0
+    ctl PUT /actions '{"action_type": "SendCtrlAltDel"}'
+    wait_or_kill $pid 120
+    took=$(seconds_since "$start")
+}
+
 # show: the end of the last VM's output, for failures.
 show() { echo "--- $name stdout (tail)"; tail -n 15 "$out"; echo "--- $name stderr"; cat "$err"; echo "---"; }
 
