@@ -21,6 +21,12 @@ public enum RunOptions {
       --pauth              arm64: give the guest pointer authentication
                            (needs KVM_CAP_ARM_PTRAUTH_ADDRESS and _GENERIC)
       -h, --help           show this help
+
+    Console and signals:
+      When stdin is a terminal it is put in raw mode (restored on exit) and Ctrl-A x quits;
+      Ctrl-A Ctrl-A sends a Ctrl-A. SIGTERM presses the guest's power button (arm64: the
+      gpio-keys power key; x86_64: Ctrl-Alt-Del) and allows 30 s to power off; SIGINT,
+      SIGHUP or a second SIGTERM stop at once. Bad input exits 2, VMM errors 1.
     """
 
     public enum Parsed: Equatable {
