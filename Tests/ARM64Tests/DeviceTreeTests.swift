@@ -77,7 +77,7 @@ final class DeviceTreeTests: XCTestCase {
         let input = directory.appendingPathComponent("in.dtb"), output = directory.appendingPathComponent("out.dts")
         let errors = directory.appendingPathComponent("err")
         try Data(dtb).write(to: input)
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/dtc") else {
             throw NSError(domain: "dtc (device-tree-compiler) is not installed: run ci/setup", code: 1)
         }

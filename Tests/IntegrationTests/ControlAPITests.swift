@@ -27,8 +27,8 @@ final class ControlAPITests: XCTestCase {
             socket = directory.appendingPathComponent("api.sock").path
             output = directory.appendingPathComponent("stdout")
             errors = directory.appendingPathComponent("stderr")
-            FileManager.default.createFile(atPath: output.path, contents: nil)
-            FileManager.default.createFile(atPath: errors.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: TestSupport.swiftletBinary)
             process.arguments = ["run", "--api-socket", socket] + extraArguments
             process.standardOutput = try FileHandle(forWritingTo: output)
@@ -231,5 +231,13 @@ final class ControlAPITests: XCTestCase {
         XCTAssertTrue(vmm.process.isRunning)
         vmm.process.terminate()
         _ = try vmm.waitForExit(seconds: 10)
+    }
+
+    func testTerminalRawModeEscapeAndRestore() throws {
+        let kernel = try TestSupport.guestImage("ticker-x86_64")
+        let script = TestSupport.repositoryRoot.appendingPathComponent("Tests/IntegrationTests/terminal_test.py").path
+        let result = try TestSupport.run("/usr/bin/env", ["python3", script, TestSupport.swiftletBinary, kernel, directory.path], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("settings restored"), result.stdout)
     }
 }

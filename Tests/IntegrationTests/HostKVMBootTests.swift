@@ -47,7 +47,7 @@ final class HostKVMBootTests: XCTestCase {
 
     func testKernelLargerThanMemoryIsRefused() throws {
         let path = NSTemporaryDirectory() + "swiftlet-big-\(getpid()).bin"
-        FileManager.default.createFile(atPath: path, contents: Data(count: 3 << 20))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(count: 3 << 20))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", path, "--memory", "2"])
         XCTAssertNotEqual(result.status, 0)

@@ -8,7 +8,7 @@ enum TestSupport {
 
     /// The tiny guests from Tests/Guests, assembled by ci/build-guests (run here once).
     static func guestImage(_ name: String) throws -> String {
-        try buildGuestsOnce
+        _ = buildGuestsOnce
         let path = repositoryRoot.appendingPathComponent(".build-guests/\(name).bin").path
         guard FileManager.default.fileExists(atPath: path) else {
             throw Failure("ci/build-guests did not produce \(path)")
@@ -48,8 +48,8 @@ enum TestSupport {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let outURL = directory.appendingPathComponent("stdout"), errURL = directory.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
