@@ -39,6 +39,15 @@ final class HostKVMBootTests: XCTestCase {
         }
     }
 
+    func testWildGuestDoesNotCrashOrHangTheVMM() throws {
+        // Garbage written to every I/O port and MMIO outside RAM, then a clean reset.
+        let image = try TestSupport.guestImage("wild-x86_64")
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"], timeout: 120)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasSuffix("\nwild guest survived\n"), String(result.stdout.suffix(80)))
+        XCTAssertEqual(result.stderr, "")
+    }
+
     func testMemoryAboveTheMMIOHoleIsSplit() throws {
         XCTAssertEqual(X86Machine.ramRegions(256 << 20), [.init(guestBase: 0, size: 256 << 20)])
         XCTAssertEqual(X86Machine.ramRegions(4 << 30), [.init(guestBase: 0, size: 0xC000_0000),

@@ -11,6 +11,10 @@ expect_ok "tiny guest prints on the PL011 and powers off" "^Hello from a Swiftle
 vm tiny-smp 30 --kernel /extra/hello-arm64.bin --memory 64 --cpus 4
 expect_ok "tiny guest with 4 vCPUs (secondaries wait for CPU_ON)" "^Hello from a Swiftlet arm64 guest"
 
+# --- a guest writing garbage over the devices and unclaimed MMIO does not hurt the VMM
+vm wild 60 --kernel /extra/wild-arm64.bin --memory 64
+expect_ok "wild MMIO over the devices and unclaimed addresses: the VMM survives" "^wild guest survived"
+
 # --- Debian's kernel + busybox initramfs
 vm linux-1cpu 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
 expect_ok "Linux boots to the marker and powers off, 1 vCPU" "SWIFTLET-GUEST-UP cpus=1 "

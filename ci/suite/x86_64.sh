@@ -9,6 +9,10 @@ KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
 vm tiny 30 --kernel /extra/hello-x86_64.bin --memory 64
 expect_ok "tiny guest prints on COM1 and resets through the i8042" "^Hello from a Swiftlet x86_64 guest"
 
+# --- a guest writing garbage to every port and unclaimed MMIO does not hurt the VMM
+vm wild 120 --kernel /extra/wild-x86_64.bin --memory 64
+expect_ok "wild port I/O and MMIO: the VMM survives" "^wild guest survived"
+
 # --- Debian's kernel + busybox initramfs; the guest's reboot ends swiftlet with 0
 vm linux-1cpu 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
 expect_ok "Linux boots to the marker and reboots, 1 vCPU" "SWIFTLET-GUEST-UP cpus=1 "
