@@ -22,7 +22,7 @@ public enum ImageLoader {
         guard !bytes.isEmpty else { throw .invalidImage("kernel \(path) is empty") }
         try ImageFormat.requireBootable(bytes, path: path, expected: .arm64Image, name: "an arm64 Image")
         let placement: KernelPlacement
-        if bytes.count >= headerSize && le32(bytes, 56) == magic {
+        if bytes.count >= headerSize && readLE32(bytes, at: 56) == magic {
             placement = try placeImage(bytes, path: path, ramBase: ramBase)
         } else {
             let load = ramBase + Layout.rawImageOffset
@@ -36,9 +36,9 @@ public enum ImageLoader {
     }
 
     static func placeImage(_ bytes: [UInt8], path: String, ramBase: UInt64) throws(SwiftletError) -> KernelPlacement {
-        var textOffset = le64(bytes, 8)
-        let imageSize = le64(bytes, 16)
-        let flags = le64(bytes, 24)
+        var textOffset = readLE64(bytes, at: 8)
+        let imageSize = readLE64(bytes, at: 16)
+        let flags = readLE64(bytes, at: 24)
         guard flags & flagBigEndian == 0 else { throw .invalidImage("kernel \(path) is a big-endian arm64 Image; Swiftlet boots little-endian kernels") }
         if imageSize == 0 { textOffset = defaultTextOffset }
         guard textOffset % 4096 == 0, textOffset < (2 << 20) else {
@@ -60,17 +60,17 @@ public enum ImageLoader {
     /// how long the file must be: that is how a truncated kernel is caught before booting.
     static func peFileSize(_ bytes: [UInt8]) -> UInt64? {
         guard bytes.count >= headerSize, bytes[0] == 0x4D, bytes[1] == 0x5A else { return nil } // "MZ"
-        let pe = Int(le32(bytes, 0x3C))
-        guard pe > 0, pe <= bytes.count - 24, le32(bytes, pe) == 0x0000_4550 else { return nil }       // "PE\0\0"
-        let sectionCount = Int(le16(bytes, pe + 6))
-        let optionalHeaderSize = Int(le16(bytes, pe + 20))
+        let pe = Int(readLE32(bytes, at: 0x3C))
+        guard pe > 0, pe <= bytes.count - 24, readLE32(bytes, at: pe) == 0x0000_4550 else { return nil }       // "PE\0\0"
+        let sectionCount = Int(readLE16(bytes, at: pe + 6))
+        let optionalHeaderSize = Int(readLE16(bytes, at: pe + 20))
         let table = pe + 24 + optionalHeaderSize
         var end: UInt64 = 0
         for index in 0..<sectionCount {
             let section = table + index * 40
             guard section + 40 <= bytes.count else { return UInt64(section + 40) }
-            let rawSize = UInt64(le32(bytes, section + 16))
-            let rawPointer = UInt64(le32(bytes, section + 20))
+            let rawSize = UInt64(readLE32(bytes, at: section + 16))
+            let rawPointer = UInt64(readLE32(bytes, at: section + 20))
             end = max(end, rawPointer + rawSize)
         }
         return end
@@ -78,9 +78,3 @@ public enum ImageLoader {
 
     static func mib(_ bytes: UInt64) -> UInt64 { (bytes + (1 << 20) - 1) >> 20 }
 }
-
-@inline(__always) func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-@inline(__always) func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
-    UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
-}
-@inline(__always) func le64(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(le32(b, o)) | UInt64(le32(b, o + 4)) << 32 }

@@ -40,8 +40,8 @@ final class VGIC {
 
     /// Which GIC `init` would create, without creating one.
     static func probe(vm: KVMVM, cpus: Int) throws(SwiftletError) -> GICVersion {
-        if try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V3.rawValue), testOnly: true) { return .v3 }
-        if try vm.createDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V2.rawValue), testOnly: true) {
+        if try vm.canCreateDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V3.rawValue)) { return .v3 }
+        if try vm.canCreateDevice(type: UInt32(KVM_DEV_TYPE_ARM_VGIC_V2.rawValue)) {
             guard cpus <= Layout.maxVCPUsGICv2 else {
                 throw .unsupported("this host's KVM offers only GICv2, which addresses at most \(Layout.maxVCPUsGICv2) vCPUs (asked for \(cpus))")
             }

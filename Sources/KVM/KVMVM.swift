@@ -68,7 +68,7 @@ public final class KVMVM {
     }
 
     /// Whether KVM_CREATE_DEVICE of `type` would succeed (KVM_CREATE_DEVICE_TEST).
-    public func createDevice(type: UInt32, testOnly: Bool) throws(SwiftletError) -> Bool {
+    public func canCreateDevice(type: UInt32) throws(SwiftletError) -> Bool {
         var device = kvm_create_device(type: type, fd: 0, flags: UInt32(KVM_CREATE_DEVICE_TEST))
         guard sl_ioctl(fd, SL_KVM_CREATE_DEVICE, &device) == 0 else {
             if sl_errno() == ENODEV || sl_errno() == ENXIO { return false }

@@ -51,34 +51,24 @@ public enum BootParams {
         for offset in SETUP_HEADER..<image.headerEnd { page[offset] = image.bytes[offset] }
         page[TYPE_OF_LOADER] = LOADER_UNDEFINED
         page[LOADFLAGS] |= CAN_USE_HEAP
-        put32(&page, HEAP_END_PTR, 0xFE00)
-        put32(&page, CMD_LINE_PTR, UInt32(truncatingIfNeeded: cmdlineAddress))
-        put32(&page, EXT_CMD_LINE_PTR, UInt32(truncatingIfNeeded: cmdlineAddress >> 32))
+        writeLE(UInt32(0xFE00), into: &page, at: HEAP_END_PTR)
+        writeLE(UInt32(truncatingIfNeeded: cmdlineAddress), into: &page, at: CMD_LINE_PTR)
+        writeLE(UInt32(truncatingIfNeeded: cmdlineAddress >> 32), into: &page, at: EXT_CMD_LINE_PTR)
         if let initrd {
-            put32(&page, RAMDISK_IMAGE, UInt32(truncatingIfNeeded: initrd.lowerBound))
-            put32(&page, EXT_RAMDISK_IMAGE, UInt32(truncatingIfNeeded: initrd.lowerBound >> 32))
+            writeLE(UInt32(truncatingIfNeeded: initrd.lowerBound), into: &page, at: RAMDISK_IMAGE)
+            writeLE(UInt32(truncatingIfNeeded: initrd.lowerBound >> 32), into: &page, at: EXT_RAMDISK_IMAGE)
             let size = UInt64(initrd.count)
-            put32(&page, RAMDISK_SIZE, UInt32(truncatingIfNeeded: size))
-            put32(&page, EXT_RAMDISK_SIZE, UInt32(truncatingIfNeeded: size >> 32))
+            writeLE(UInt32(truncatingIfNeeded: size), into: &page, at: RAMDISK_SIZE)
+            writeLE(UInt32(truncatingIfNeeded: size >> 32), into: &page, at: EXT_RAMDISK_SIZE)
         }
         let entries = e820.prefix(E820_MAX_ENTRIES)
         page[E820_ENTRIES] = UInt8(entries.count)
         for (i, entry) in entries.enumerated() {
             let base = E820_TABLE + i * 20
-            put64(&page, base, entry.address)
-            put64(&page, base + 8, entry.size)
-            put32(&page, base + 16, entry.kind.rawValue)
+            writeLE(entry.address, into: &page, at: base)
+            writeLE(entry.size, into: &page, at: base + 8)
+            writeLE(entry.kind.rawValue, into: &page, at: base + 16)
         }
         return page
     }
-}
-
-@inline(__always) func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) {
-    for i in 0..<4 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
-}
-@inline(__always) func put64(_ b: inout [UInt8], _ o: Int, _ v: UInt64) {
-    for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
-}
-@inline(__always) func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) {
-    b[o] = UInt8(truncatingIfNeeded: v); b[o + 1] = UInt8(truncatingIfNeeded: v >> 8)
 }

@@ -37,18 +37,18 @@ public struct BzImage {
     public var payload: ArraySlice<UInt8> { bytes[setupSize...] }
 
     public static func isBzImage(_ bytes: [UInt8]) -> Bool {
-        bytes.count > 0x264 && le32(bytes, HEADER_MAGIC) == 0x5372_6448 && le16(bytes, BOOT_FLAG) == 0xAA55
+        bytes.count > 0x264 && readLE32(bytes, at: HEADER_MAGIC) == 0x5372_6448 && readLE16(bytes, at: BOOT_FLAG) == 0xAA55
     }
 
     public init(_ bytes: [UInt8], path: String) throws(SwiftletError) {
         guard BzImage.isBzImage(bytes) else {
             throw .invalidImage("kernel \(path) is not a bzImage (no \"HdrS\" boot header)")
         }
-        version = le16(bytes, VERSION)
+        version = readLE16(bytes, at: VERSION)
         guard version >= BzImage.minimumVersion else {
             throw .invalidImage("kernel \(path) uses boot protocol \(version >> 8).\(version & 0xFF); Swiftlet needs 2.12 or later (Linux 3.8+)")
         }
-        xloadFlags = le16(bytes, XLOADFLAGS)
+        xloadFlags = readLE16(bytes, at: XLOADFLAGS)
         guard xloadFlags & XLF_KERNEL_64 != 0 else {
             throw .invalidImage("kernel \(path) has no 64-bit entry point (not an x86_64 kernel)")
         }
@@ -58,18 +58,13 @@ public struct BzImage {
         if sects == 0 { sects = 4 }
         setupSize = (sects + 1) * 512
         guard setupSize < bytes.count else { throw .invalidImage("kernel \(path) is truncated: no kernel after the \(setupSize)-byte setup") }
-        cmdlineSize = le32(bytes, CMDLINE_SIZE)
-        initrdAddressMax = le32(bytes, INITRD_ADDR_MAX)
-        initSize = le32(bytes, INIT_SIZE)
+        cmdlineSize = readLE32(bytes, at: CMDLINE_SIZE)
+        initrdAddressMax = readLE32(bytes, at: INITRD_ADDR_MAX)
+        initSize = readLE32(bytes, at: INIT_SIZE)
         headerEnd = min(JUMP + 2 + Int(bytes[JUMP + 1]), 0x290)
         self.bytes = bytes
     }
 
     /// Bytes of the running kernel past its load address (init_size covers decompression).
     public var footprint: UInt64 { max(UInt64(initSize), UInt64(bytes.count - setupSize)) }
-}
-
-@inline(__always) func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-@inline(__always) func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
-    UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
 }

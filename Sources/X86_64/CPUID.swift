@@ -1,7 +1,5 @@
 import KVM
 
-public typealias CPUIDEntry = CPUIDLeaf
-
 // CPUID bits Swiftlet sets (Intel SDM vol. 2A, CPUID).
 private let LEAF1_ECX_TSC_DEADLINE: UInt32 = 1 << 24
 private let LEAF1_ECX_HYPERVISOR: UInt32 = 1 << 31
@@ -10,7 +8,7 @@ private let LEAF1_EDX_HTT: UInt32 = 1 << 28
 /// Per-vCPU CPUID: what KVM supports, with this vCPU's APIC id and the topology of
 /// `count` single-threaded cores in one package.
 public enum CPUID {
-    public static func forVCPU(_ supported: [CPUIDEntry], index: Int, count: Int) -> [CPUIDEntry] {
+    public static func forVCPU(_ supported: [CPUIDLeaf], index: Int, count: Int) -> [CPUIDLeaf] {
         let apicID = UInt32(index)
         return supported.map { original in
             var entry = original

@@ -1,3 +1,5 @@
+import SwiftletCore
+
 // Intel MultiProcessor Specification 1.4 tables: how a guest without ACPI finds its CPUs,
 // its I/O APIC and how ISA interrupts are wired.
 private let MPC_PROCESSOR: UInt8 = 0
@@ -27,17 +29,17 @@ public enum MPTable {
         table += Array("PCMP".utf8) + [0, 0, 4, 0] + Array("SWIFTLET".utf8) + Array("000000000000".utf8)
         table += [0, 0, 0, 0, 0, 0] // OEM table pointer, size
         table += [0, 0]             // entry count, patched
-        table += le(lapicAddress) + [0, 0, 0, 0] // LAPIC address, extended length/checksum/reserved
+        table += littleEndianBytes(lapicAddress) + [0, 0, 0, 0] // LAPIC address, extended length/checksum/reserved
         var entries = 0
         for cpu in 0..<cpus {
             var flags = CPU_ENABLED
             if cpu == 0 { flags |= CPU_BOOTPROCESSOR }
             // Signature: family 6, model 0x3A; features: FPU, APIC.
-            table += [MPC_PROCESSOR, UInt8(cpu), APIC_VERSION, flags] + le(UInt32(0x0006_00A0)) + le(UInt32(0x201)) + [UInt8](repeating: 0, count: 8)
+            table += [MPC_PROCESSOR, UInt8(cpu), APIC_VERSION, flags] + littleEndianBytes(UInt32(0x0006_00A0)) + littleEndianBytes(UInt32(0x201)) + [UInt8](repeating: 0, count: 8)
             entries += 1
         }
         table += [MPC_BUS, 0] + Array("ISA   ".utf8)
-        table += [MPC_IOAPIC, ioapicID, IOAPIC_VERSION, 1] + le(ioapicAddress)
+        table += [MPC_IOAPIC, ioapicID, IOAPIC_VERSION, 1] + littleEndianBytes(ioapicAddress)
         entries += 2
         for irq in 0..<isaIRQs {
             // Each ISA IRQ to the same I/O APIC pin, bus-default polarity and trigger.
@@ -54,7 +56,7 @@ public enum MPTable {
         table[7] = checksum(table)
 
         // Floating pointer (16 bytes): points at the table right after it.
-        var pointer = Array("_MP_".utf8) + le(UInt32(truncatingIfNeeded: address + 16)) + [1, 4, 0, 0, 0, 0, 0, 0]
+        var pointer = Array("_MP_".utf8) + littleEndianBytes(UInt32(truncatingIfNeeded: address + 16)) + [1, 4, 0, 0, 0, 0, 0, 0]
         pointer[10] = checksum(pointer)
         return pointer + table
     }
@@ -64,10 +66,5 @@ public enum MPTable {
         var sum: UInt8 = 0
         for byte in bytes { sum &+= byte }
         return 0 &- sum
-    }
-
-    private static func le(_ value: UInt32) -> [UInt8] {
-        [UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8),
-         UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 24)]
     }
 }

@@ -8,10 +8,9 @@ final class ImageLoaderTests: XCTestCase {
     /// A synthetic arm64 Image header (booting.rst) followed by `body` bytes.
     func image(textOffset: UInt64 = 0, imageSize: UInt64 = 0x20_0000, flags: UInt64 = 0xA, fileSize: Int = 4096) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: fileSize)
-        func put64(_ value: UInt64, _ offset: Int) { for i in 0..<8 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) } }
-        put64(textOffset, 8)
-        put64(imageSize, 16)
-        put64(flags, 24)
+        writeLE(textOffset, into: &bytes, at: 8)
+        writeLE(imageSize, into: &bytes, at: 16)
+        writeLE(flags, into: &bytes, at: 24)
         bytes[56] = 0x41; bytes[57] = 0x52; bytes[58] = 0x4D; bytes[59] = 0x64   // "ARM\x64"
         return bytes
     }
@@ -62,14 +61,13 @@ final class ImageLoaderTests: XCTestCase {
         bytes[0x46] = 1                                      // one section
         bytes[0x54] = 0                                      // no optional header
         let section = 0x40 + 24
-        func put32(_ value: UInt32, _ offset: Int) { for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) } }
-        put32(0x10_0000, section + 16)                       // SizeOfRawData: 1 MiB
-        put32(0x1000, section + 20)                          // PointerToRawData
+        writeLE(UInt32(0x10_0000), into: &bytes, at: section + 16)                       // SizeOfRawData: 1 MiB
+        writeLE(UInt32(0x1000), into: &bytes, at: section + 20)                          // PointerToRawData
         XCTAssertEqual(ImageLoader.peFileSize(bytes), 0x10_1000)
         XCTAssertThrowsError(try ImageLoader.place(bytes, path: "cut", ramBase: ramBase, ramSize: 64 << 20)) {
             XCTAssertTrue("\($0)".hasPrefix("kernel cut is truncated"), "\($0)")
         }
-        put32(0x1000, section + 16)
+        writeLE(UInt32(0x1000), into: &bytes, at: section + 16)
         XCTAssertNoThrow(try ImageLoader.place(bytes, path: "whole", ramBase: ramBase, ramSize: 64 << 20))
     }
 

@@ -11,12 +11,12 @@ func makeBzImage(version: UInt16 = 0x020F, xloadflags: UInt16 = 0x1, cmdlineSize
     bytes[0x1FE] = 0x55; bytes[0x1FF] = 0xAA
     bytes[0x200] = 0xEB; bytes[0x201] = 0x6A               // jump over the header (header ends at 0x26C)
     bytes[0x202...0x205] = [0x48, 0x64, 0x72, 0x53]         // "HdrS"
-    put16(&bytes, 0x206, version)
+    writeLE(UInt16(version), into: &bytes, at: 0x206)
     bytes[0x211] = 0x01                                      // LOADED_HIGH
-    put32(&bytes, 0x22C, 0x7FFF_FFFF)                        // initrd_addr_max
-    put16(&bytes, 0x236, xloadflags)
-    put32(&bytes, 0x238, cmdlineSize)
-    put32(&bytes, 0x260, initSize)
+    writeLE(UInt32(0x7FFF_FFFF), into: &bytes, at: 0x22C)                        // initrd_addr_max
+    writeLE(UInt16(xloadflags), into: &bytes, at: 0x236)
+    writeLE(UInt32(cmdlineSize), into: &bytes, at: 0x238)
+    writeLE(UInt32(initSize), into: &bytes, at: 0x260)
     return bytes
 }
 
@@ -82,11 +82,11 @@ final class BzImageTests: XCTestCase {
         XCTAssertEqual(Array(page[0x202..<0x206]), Array("HdrS".utf8), "setup header copied")
         XCTAssertEqual(page[0x210], 0xFF, "type_of_loader")
         XCTAssertEqual(page[0x211] & 0x81, 0x81, "LOADED_HIGH | CAN_USE_HEAP")
-        XCTAssertEqual(le32(page, 0x228), 0x20000)
-        XCTAssertEqual(le32(page, 0x218), 0x0F00_0000)
-        XCTAssertEqual(le32(page, 0x21C), 0x1_0000)
+        XCTAssertEqual(readLE32(page, at: 0x228), 0x20000)
+        XCTAssertEqual(readLE32(page, at: 0x218), 0x0F00_0000)
+        XCTAssertEqual(readLE32(page, at: 0x21C), 0x1_0000)
         XCTAssertEqual(page[0x1E8], 4)
-        XCTAssertEqual(le32(page, 0x2D0 + 20 + 16), 2, "second entry reserved")
+        XCTAssertEqual(readLE32(page, at: 0x2D0 + 20 + 16), 2, "second entry reserved")
     }
 }
 
@@ -94,7 +94,7 @@ final class MPTableTests: XCTestCase {
     func testChecksumsAndEntries() {
         let table = MPTable.make(cpus: 2, at: 0x9_FC00)
         XCTAssertEqual(Array(table[0..<4]), Array("_MP_".utf8))
-        XCTAssertEqual(le32(table, 4), 0x9_FC10, "points at the configuration table")
+        XCTAssertEqual(readLE32(table, at: 4), 0x9_FC10, "points at the configuration table")
         XCTAssertEqual(table[0..<16].reduce(UInt8(0), &+), 0, "floating pointer checksum")
         let config = Array(table[16...])
         XCTAssertEqual(Array(config[0..<4]), Array("PCMP".utf8))
@@ -111,8 +111,8 @@ final class MPTableTests: XCTestCase {
 
 final class CPUIDTests: XCTestCase {
     func testTopologyPerVCPU() {
-        let supported = [CPUIDEntry(function: 0, eax: 0xD), CPUIDEntry(function: 1, ebx: 0xFFFF_FFFF, ecx: 0x1, edx: 0),
-                         CPUIDEntry(function: 0xB, index: 0), CPUIDEntry(function: 0xB, index: 1)]
+        let supported = [CPUIDLeaf(function: 0, eax: 0xD), CPUIDLeaf(function: 1, ebx: 0xFFFF_FFFF, ecx: 0x1, edx: 0),
+                         CPUIDLeaf(function: 0xB, index: 0), CPUIDLeaf(function: 0xB, index: 1)]
         let leaves = CPUID.forVCPU(supported, index: 3, count: 4)
         XCTAssertEqual(leaves[0], supported[0], "other leaves untouched")
         XCTAssertEqual(leaves[1].ebx >> 24, 3, "APIC id")
