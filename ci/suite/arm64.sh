@@ -19,9 +19,11 @@ expect_ok "wild MMIO over the devices and unclaimed addresses: the VMM survives"
 vm linux-1cpu 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
 expect_ok "Linux boots to the marker and powers off, 1 vCPU" "SWIFTLET-GUEST-UP cpus=1 "
 echo "boot-time: arm64 Linux, 1 vCPU, 256 MiB, to power-off: $took s"
-vm linux-2cpu 120 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.test=poweroff"
+vm_marked linux-2cpu 120 $KERNEL --memory 256 --cpus 2 --cmdline "$CMDLINE swiftlet.test=poweroff"
 expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
 echo "boot-time: arm64 Linux, 2 vCPUs, 256 MiB, to power-off: $took s"
+# RTC, from the same boot: the guest's PL031 reads the host's clock
+check_rtc /tmp/linux-2cpu.out
 
 # --- opt-in vCPU features: used where L1's KVM offers them, one clear error where not
 # (L1 runs with pauth=off, so --pauth must be refused).
@@ -37,9 +39,6 @@ for feature in pmu:armv8_pmuv3 sve:"SVE: maximum available vector length"; do
         expect_ok "--$flag: the guest kernel finds the feature ($evidence)" "$evidence"
     fi
 done
-
-# --- RTC: the guest's PL031 reads the host's clock
-check_rtc /tmp/linux-2cpu.out
 
 # --- console input: a command on swiftlet's stdin runs in the guest shell
 vm_typing linux-shell 120 'echo "GUEST-SAYS-$((6 * 7))"

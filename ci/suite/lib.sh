@@ -20,6 +20,22 @@ vm() {
     took=$(seconds_since "$start")
 }
 
+# vm_marked NAME TIMEOUT SWIFTLET-RUN-ARGS...: like vm, and sets marked_at to L1's clock
+# (date +%s) read the moment the guest's SWIFTLET-GUEST-UP line appears, so a check can
+# compare what the guest read then with what L1 read then.
+vm_marked() {
+    name=$1 limit=$2
+    shift 2
+    out=/tmp/$name.out err=/tmp/$name.err
+    start=$(now)
+    swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
+    pid=$!
+    marked_at=
+    if wait_for "$out" SWIFTLET-GUEST-UP "$limit"; then marked_at=$(date +%s); fi
+    wait_or_kill $pid "$limit"
+    took=$(seconds_since "$start")
+}
+
 # wait_or_kill PID SECONDS: waits for PID; after SECONDS sends SIGTERM (the guest's power
 # button), 40 s later SIGKILL, so a hung guest or VMM cannot stall the suite. Sets rc.
 wait_or_kill() {
@@ -121,15 +137,15 @@ wait_for() {
     return 1
 }
 
-# check_rtc OUTPUT: the guest's RTC (rtc= in its marker line) is within a few seconds of
-# L1's clock (which QEMU set from the host's).
+# check_rtc OUTPUT: the guest's RTC (rtc= in its marker line, read just before printing it)
+# is within 3 s of L1's clock read when the line appeared (vm_marked's marked_at), whatever
+# ran before or after: both readings are taken at the same moment.
 check_rtc() {
     guest_time=$(sed -n 's/.*SWIFTLET-GUEST-UP.* rtc=\([0-9]*\).*/\1/p' "$1")
-    host_time=$(date +%s)
-    if [ -n "$guest_time" ] && [ $((host_time - guest_time)) -le 30 ] && [ $((guest_time - host_time)) -le 2 ]; then
-        pass "guest RTC $guest_time vs L1 clock $host_time (read $((host_time - guest_time)) s before the run ended)"
+    if [ -n "$guest_time" ] && [ -n "$marked_at" ] && [ $((marked_at - guest_time)) -le 3 ] && [ $((guest_time - marked_at)) -le 1 ]; then
+        pass "guest RTC $guest_time vs L1 clock $marked_at when the guest printed it"
     else
-        fail "guest RTC '$guest_time' vs L1 clock $host_time"
+        fail "guest RTC '$guest_time' vs L1 clock '$marked_at' when the guest printed it"
     fi
 }
 
