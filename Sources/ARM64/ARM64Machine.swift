@@ -10,16 +10,16 @@ public enum ARM64Machine: Machine {
     public static let name = "arm64"
 
     /// Checks what can be checked before touching KVM, and lays out RAM.
-    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (kernel: FileContents, initrd: FileContents?, boot: BootPlan) {
+    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (kernel: ImageFile, initrd: ImageFile?, boot: BootPlan) {
         try config.validate()
         guard config.cpus <= Layout.maxVCPUs else {
             throw .invalidArgument("--cpus \(config.cpus): the GICv3 redistributor window holds at most \(Layout.maxVCPUs) vCPUs")
         }
         guard let kernelPath = config.kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
-        let kernel = try FileContents.read(kernelPath, what: "kernel")
-        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try FileContents.read(path, what: "initrd") }
-        let placement = try ImageLoader.place(kernel.bytes, path: kernel.path, ramBase: Layout.ramBase, ramSize: config.memoryBytes)
-        let boot = try BootPlan.make(kernel: placement, initrdSize: initrd.map { UInt64($0.bytes.count) },
+        let kernel = try ImageFile.open(kernelPath, what: "kernel")
+        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
+        let placement = try ImageLoader.place(try kernel.header(), ramBase: Layout.ramBase, ramSize: config.memoryBytes)
+        let boot = try BootPlan.make(kernel: placement, initrdSize: initrd?.size,
                                      ramBase: Layout.ramBase, ramSize: config.memoryBytes)
         return (kernel, initrd, boot)
     }
@@ -86,8 +86,8 @@ public enum ARM64Machine: Machine {
         try mmio.insert(gpio, base: Layout.pl061, size: Layout.primeCellSize)
 
         let dtb = try deviceTree(config, boot: boot, gic: gic.version, rngSeed: randomBytes(32))
-        try memory.write(kernel.bytes, at: boot.kernel.loadAddress)
-        if let initrd, let range = boot.initrd { try memory.write(initrd.bytes, at: range.lowerBound) }
+        try kernel.copy(into: memory, at: boot.kernel.loadAddress, length: kernel.size)
+        if let initrd, let range = boot.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
         try memory.write(dtb, at: boot.dtbAddress)
 
         // booting.rst: x0 = DTB, x1-x3 = 0, PC = entry, EL1h with D, A, I and F masked.

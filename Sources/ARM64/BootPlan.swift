@@ -9,9 +9,10 @@ public struct BootPlan: Equatable {
     public let initrd: Range<UInt64>?
 
     public static func make(kernel: KernelPlacement, initrdSize: UInt64?, ramBase: UInt64, ramSize: UInt64) throws(SwiftletError) -> BootPlan {
-        let ramEnd = ramBase + ramSize
-        let kernelEnd = kernel.loadAddress + kernel.footprint
-        guard ramSize >= Layout.maxDTBSize, ramEnd - Layout.maxDTBSize >= kernelEnd else {
+        let (ramEnd, ramOverflow) = ramBase.addingReportingOverflow(ramSize)
+        let (kernelEnd, kernelOverflow) = kernel.loadAddress.addingReportingOverflow(kernel.footprint)
+        guard !ramOverflow, !kernelOverflow, kernel.loadAddress >= ramBase, ramSize >= Layout.maxDTBSize,
+              ramEnd - Layout.maxDTBSize >= kernelEnd else {
             throw .invalidArgument("guest memory of \(ramSize >> 20) MiB is too small for the kernel (\(ImageLoader.mib(kernel.footprint)) MiB) and the device tree (2 MiB); raise --memory")
         }
         let dtb = ramEnd - Layout.maxDTBSize

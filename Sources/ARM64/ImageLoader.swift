@@ -17,25 +17,31 @@ public enum ImageLoader {
     static let defaultTextOffset: UInt64 = 0x8_0000    // for image_size == 0 (pre-3.17 kernels)
     static let flagBigEndian: UInt64 = 1 << 0
 
-    /// Works out placement for `bytes` in RAM at `ramBase` of `ramSize` bytes.
-    public static func place(_ bytes: [UInt8], path: String, ramBase: UInt64, ramSize: UInt64) throws(SwiftletError) -> KernelPlacement {
-        guard !bytes.isEmpty else { throw .invalidImage("kernel \(path) is empty") }
-        try ImageFormat.requireBootable(bytes, path: path, expected: .arm64Image, name: "an arm64 Image")
+    /// Works out placement for the kernel whose header is `kernel` in RAM at `ramBase` of
+    /// `ramSize` bytes. Every size and offset comes from the file, so every sum is checked.
+    public static func place(_ kernel: ImageHeader, ramBase: UInt64, ramSize: UInt64) throws(SwiftletError) -> KernelPlacement {
+        let path = kernel.path
+        guard kernel.fileSize > 0 else { throw .invalidImage("kernel \(path) is empty") }
+        try ImageFormat.requireBootable(kernel.bytes, path: path, expected: .arm64Image, name: "an arm64 Image")
         let placement: KernelPlacement
-        if bytes.count >= headerSize && readLE32(bytes, at: 56) == magic {
-            placement = try placeImage(bytes, path: path, ramBase: ramBase)
+        if kernel.bytes.count >= headerSize && readLE32(kernel.bytes, at: 56) == magic {
+            placement = try placeImage(kernel, ramBase: ramBase)
         } else {
-            let load = ramBase + Layout.rawImageOffset
-            placement = KernelPlacement(loadAddress: load, entry: load, footprint: UInt64(bytes.count), isImage: false)
+            let (load, overflow) = ramBase.addingReportingOverflow(Layout.rawImageOffset)
+            guard !overflow else { throw .invalidArgument("RAM base 0x\(hex(ramBase)) leaves no room for a kernel") }
+            placement = KernelPlacement(loadAddress: load, entry: load, footprint: kernel.fileSize, isImage: false)
         }
-        let end = placement.loadAddress - ramBase + placement.footprint
-        guard end <= ramSize else {
-            throw .invalidImage("kernel \(path) needs \(mib(end)) MiB of guest memory from the RAM base, but the guest has \(mib(ramSize)) MiB (raise --memory)")
+        // Offset from the RAM base (at most 4 MiB) plus the footprint, without overflowing.
+        let start = placement.loadAddress - ramBase
+        guard placement.footprint <= ramSize, start <= ramSize - placement.footprint else {
+            let needed = placement.footprint > UInt64.max - start ? UInt64.max : start + placement.footprint
+            throw .invalidImage("kernel \(path) needs \(mib(needed)) MiB of guest memory from the RAM base, but the guest has \(mib(ramSize)) MiB (raise --memory)")
         }
         return placement
     }
 
-    static func placeImage(_ bytes: [UInt8], path: String, ramBase: UInt64) throws(SwiftletError) -> KernelPlacement {
+    static func placeImage(_ kernel: ImageHeader, ramBase: UInt64) throws(SwiftletError) -> KernelPlacement {
+        let bytes = kernel.bytes, path = kernel.path
         var textOffset = readLE64(bytes, at: 8)
         let imageSize = readLE64(bytes, at: 16)
         let flags = readLE64(bytes, at: 24)
@@ -44,21 +50,27 @@ public enum ImageLoader {
         guard textOffset % 4096 == 0, textOffset < (2 << 20) else {
             throw .invalidImage("kernel \(path) has a bad arm64 Image header (text_offset 0x\(hex(textOffset)))")
         }
-        let footprint = imageSize == 0 ? UInt64(bytes.count) : imageSize
-        guard imageSize == 0 || UInt64(bytes.count) <= imageSize else {
-            throw .invalidImage("kernel \(path) has a bad arm64 Image header (file of \(bytes.count) bytes, image_size \(imageSize))")
+        let footprint = imageSize == 0 ? kernel.fileSize : imageSize
+        guard imageSize == 0 || kernel.fileSize <= imageSize else {
+            throw .invalidImage("kernel \(path) has a bad arm64 Image header (file of \(kernel.fileSize) bytes, image_size \(imageSize))")
         }
-        if let needed = peFileSize(bytes), needed > UInt64(bytes.count) {
-            throw .invalidImage("kernel \(path) is truncated: its PE/COFF sections need \(needed) bytes, the file has \(bytes.count)")
+        if let needed = peFileSize(bytes, fileSize: kernel.fileSize), needed > kernel.fileSize {
+            throw .invalidImage("kernel \(path) is truncated: its PE/COFF sections need \(needed) bytes, the file has \(kernel.fileSize)")
         }
-        let base = (ramBase + (2 << 20) - 1) & ~((2 << 20) - 1)
+        let alignment: UInt64 = 2 << 20
+        guard ramBase <= UInt64.max - (alignment - 1) - textOffset else {
+            throw .invalidArgument("RAM base 0x\(hex(ramBase)) leaves no room for a kernel")
+        }
+        let base = (ramBase + alignment - 1) & ~(alignment - 1)
         let load = base + textOffset
         return KernelPlacement(loadAddress: load, entry: load, footprint: footprint, isImage: true)
     }
 
     /// Distros' Images carry an EFI stub, i.e. a PE/COFF header whose section table says
     /// how long the file must be: that is how a truncated kernel is caught before booting.
-    static func peFileSize(_ bytes: [UInt8]) -> UInt64? {
+    /// `bytes` is the file's start; a section table past it (but inside the file) is not
+    /// checked, and one past the file's end means the file is cut short.
+    static func peFileSize(_ bytes: [UInt8], fileSize: UInt64) -> UInt64? {
         guard bytes.count >= headerSize, bytes[0] == 0x4D, bytes[1] == 0x5A else { return nil } // "MZ"
         let pe = Int(readLE32(bytes, at: 0x3C))
         guard pe > 0, pe <= bytes.count - 24, readLE32(bytes, at: pe) == 0x0000_4550 else { return nil }       // "PE\0\0"
@@ -68,7 +80,9 @@ public enum ImageLoader {
         var end: UInt64 = 0
         for index in 0..<sectionCount {
             let section = table + index * 40
-            guard section + 40 <= bytes.count else { return UInt64(section + 40) }
+            guard section + 40 <= bytes.count else {
+                return UInt64(section + 40) > fileSize ? UInt64(section + 40) : nil
+            }
             let rawSize = UInt64(readLE32(bytes, at: section + 16))
             let rawPointer = UInt64(readLE32(bytes, at: section + 20))
             end = max(end, rawPointer + rawSize)
@@ -76,5 +90,6 @@ public enum ImageLoader {
         return end
     }
 
-    static func mib(_ bytes: UInt64) -> UInt64 { (bytes + (1 << 20) - 1) >> 20 }
+    /// MiB, rounded up.
+    static func mib(_ bytes: UInt64) -> UInt64 { (bytes >> 20) + (bytes & 0xF_FFFF == 0 ? 0 : 1) }
 }

@@ -29,6 +29,15 @@ public enum SwiftletError: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The user is at fault (a flag, size, path, image or request they gave): the CLI
+    /// exits 2 and the API answers 400. Everything else is the host's or Swiftlet's: 1 / 500.
+    public var isBadInput: Bool {
+        switch self {
+        case .invalidArgument, .invalidImage: return true
+        case .system, .outOfBounds, .unsupported, .guestFailure: return false
+        }
+    }
+
     /// `system` from the current errno.
     public static func lastSystemError(_ what: String) -> SwiftletError {
         .system(what, errno: sl_errno())

@@ -48,7 +48,7 @@ public enum BootParams {
     public static func make(image: BzImage, cmdlineAddress: UInt64, initrd: Range<UInt64>?,
                             e820: [E820Entry]) -> [UInt8] {
         var page = [UInt8](repeating: 0, count: 4096)
-        for offset in SETUP_HEADER..<image.headerEnd { page[offset] = image.bytes[offset] }
+        for offset in SETUP_HEADER..<image.headerEnd { page[offset] = image.header[offset] }
         page[TYPE_OF_LOADER] = LOADER_UNDEFINED
         page[LOADFLAGS] |= CAN_USE_HEAP
         writeLE(UInt32(0xFE00), into: &page, at: HEAP_END_PTR)

@@ -19,8 +19,11 @@ let LOADED_HIGH: UInt8 = 0x01
 let XLF_KERNEL_64: UInt16 = 0x01
 
 /// A bzImage: its setup header and where the protected-mode kernel starts in the file.
+/// Parsed from the file's first bytes (`ImageHeader`); the kernel itself stays in the file.
 public struct BzImage {
-    public let bytes: [UInt8]
+    /// The start of the file: at least the whole setup header.
+    public let header: [UInt8]
+    public let fileSize: UInt64
     public let version: UInt16
     public let setupSize: Int
     public let loadFlags: UInt8
@@ -33,14 +36,19 @@ public struct BzImage {
     public let headerEnd: Int
 
     public static let minimumVersion: UInt16 = 0x020C  // 64-bit entry point (xloadflags)
+    /// boot_params holds the setup header up to here (struct setup_header's end).
+    static let setupHeaderLimit = 0x290
 
-    public var payload: ArraySlice<UInt8> { bytes[setupSize...] }
+    /// Where the protected-mode kernel lies in the file.
+    public var payloadOffset: UInt64 { UInt64(setupSize) }
+    public var payloadSize: UInt64 { fileSize - UInt64(setupSize) }
 
     public static func isBzImage(_ bytes: [UInt8]) -> Bool {
         bytes.count > 0x264 && readLE32(bytes, at: HEADER_MAGIC) == 0x5372_6448 && readLE16(bytes, at: BOOT_FLAG) == 0xAA55
     }
 
-    public init(_ bytes: [UInt8], path: String) throws(SwiftletError) {
+    public init(_ kernel: ImageHeader) throws(SwiftletError) {
+        let bytes = kernel.bytes, path = kernel.path
         guard BzImage.isBzImage(bytes) else {
             throw .invalidImage("kernel \(path) is not a bzImage (no \"HdrS\" boot header)")
         }
@@ -57,14 +65,21 @@ public struct BzImage {
         var sects = Int(bytes[SETUP_SECTS])
         if sects == 0 { sects = 4 }
         setupSize = (sects + 1) * 512
-        guard setupSize < bytes.count else { throw .invalidImage("kernel \(path) is truncated: no kernel after the \(setupSize)-byte setup") }
+        guard UInt64(setupSize) < kernel.fileSize else { throw .invalidImage("kernel \(path) is truncated: no kernel after the \(setupSize)-byte setup") }
+        // The header's own length (the jump at 0x200) says where it ends, but never past
+        // struct setup_header or past the bytes at hand.
+        let declaredEnd = JUMP + 2 + Int(bytes[JUMP + 1])
+        guard declaredEnd >= INIT_SIZE + 4 else {
+            throw .invalidImage("kernel \(path) has a bad setup header (it ends at 0x\(hex(UInt64(declaredEnd))), before init_size)")
+        }
+        headerEnd = min(declaredEnd, BzImage.setupHeaderLimit, bytes.count)
         cmdlineSize = readLE32(bytes, at: CMDLINE_SIZE)
         initrdAddressMax = readLE32(bytes, at: INITRD_ADDR_MAX)
         initSize = readLE32(bytes, at: INIT_SIZE)
-        headerEnd = min(JUMP + 2 + Int(bytes[JUMP + 1]), 0x290)
-        self.bytes = bytes
+        header = bytes
+        fileSize = kernel.fileSize
     }
 
     /// Bytes of the running kernel past its load address (init_size covers decompression).
-    public var footprint: UInt64 { max(UInt64(initSize), UInt64(bytes.count - setupSize)) }
+    public var footprint: UInt64 { max(UInt64(initSize), payloadSize) }
 }

@@ -1,10 +1,12 @@
 import SwiftletCore
 
-/// What goes where for an x86_64 boot, decided before touching KVM: a bzImage's protected-
-/// mode kernel at 1 MiB entered at its 64-bit entry (+0x200) with boot_params in %rsi, or a
-/// raw binary at 1 MiB entered at its first byte.
+/// What goes where for an x86_64 boot, decided before touching KVM or reading the kernel's
+/// body: a bzImage's protected-mode kernel at 1 MiB entered at its 64-bit entry (+0x200)
+/// with boot_params in %rsi, or a raw binary at 1 MiB entered at its first byte.
 public struct X86BootPlan {
-    public let kernelBytes: ArraySlice<UInt8>
+    /// The part of the kernel file that goes to `Layout.kernel`.
+    public let kernelFileOffset: UInt64
+    public let kernelLength: UInt64
     public let entry: UInt64
     public let bzImage: BzImage?
     public let cmdline: [UInt8]          // NUL-terminated
@@ -13,37 +15,46 @@ public struct X86BootPlan {
     public static let defaultCmdline = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux"
     static let startup64Offset: UInt64 = 0x200
 
-    public static func make(kernel: FileContents, initrdSize: UInt64?, cmdline: String?, lowRAMEnd: UInt64) throws(SwiftletError) -> X86BootPlan {
+    public static func make(kernel: ImageHeader, initrdSize: UInt64?, cmdline: String?, lowRAMEnd: UInt64) throws(SwiftletError) -> X86BootPlan {
         let text = cmdline ?? defaultCmdline
-        guard !kernel.bytes.isEmpty else { throw .invalidImage("kernel \(kernel.path) is empty") }
+        guard kernel.fileSize > 0 else { throw .invalidImage("kernel \(kernel.path) is empty") }
         try ImageFormat.requireBootable(kernel.bytes, path: kernel.path, expected: .bzImage, name: "a bzImage")
+        guard lowRAMEnd > Layout.kernel else { throw .invalidArgument("guest memory ends below the kernel's load address 0x\(hex(Layout.kernel)); raise --memory") }
+        let room = lowRAMEnd - Layout.kernel
         guard BzImage.isBzImage(kernel.bytes) else {
             guard initrdSize == nil else { throw .invalidArgument("--initrd needs a bzImage kernel; \(kernel.path) is a raw binary") }
-            guard Layout.kernel + UInt64(kernel.bytes.count) <= lowRAMEnd else {
-                throw .invalidImage("kernel \(kernel.path) (\(kernel.bytes.count) bytes) does not fit in guest memory at 0x\(hex(Layout.kernel))")
+            guard kernel.fileSize <= room else {
+                throw .invalidImage("kernel \(kernel.path) (\(kernel.fileSize) bytes) does not fit in guest memory at 0x\(hex(Layout.kernel))")
             }
-            return X86BootPlan(kernelBytes: kernel.bytes[...], entry: Layout.kernel, bzImage: nil,
+            return X86BootPlan(kernelFileOffset: 0, kernelLength: kernel.fileSize, entry: Layout.kernel, bzImage: nil,
                                cmdline: Array(text.utf8) + [0], initrd: nil)
         }
-        let image = try BzImage(kernel.bytes, path: kernel.path)
+        let image = try BzImage(kernel)
         guard UInt64(text.utf8.count) <= UInt64(image.cmdlineSize), UInt64(text.utf8.count) < Layout.cmdlineMax else {
             throw .invalidArgument("--cmdline is \(text.utf8.count) bytes; this kernel accepts at most \(image.cmdlineSize)")
         }
-        let kernelEnd = Layout.kernel + image.footprint
-        guard kernelEnd <= lowRAMEnd else {
-            throw .invalidImage("kernel \(kernel.path) needs \((kernelEnd + (1 << 20) - 1) >> 20) MiB of guest memory; raise --memory")
+        guard image.footprint <= room else {
+            throw .invalidImage("kernel \(kernel.path) needs \(mib(Layout.kernel, plus: image.footprint)) MiB of guest memory; raise --memory")
         }
+        let kernelEnd = Layout.kernel + image.footprint
         var initrd: Range<UInt64>?
         if let initrdSize {
             guard initrdSize > 0 else { throw .invalidImage("the initrd is empty") }
             let top = min(lowRAMEnd, UInt64(image.initrdAddressMax) + 1)
             guard initrdSize <= top, (top - initrdSize) & ~0xFFF >= kernelEnd else {
-                throw .invalidArgument("guest memory is too small for the kernel (\((image.footprint + (1 << 20) - 1) >> 20) MiB) and the initrd (\((initrdSize + (1 << 20) - 1) >> 20) MiB); raise --memory")
+                throw .invalidArgument("guest memory is too small for the kernel (\(mib(0, plus: image.footprint)) MiB) and the initrd (\(mib(0, plus: initrdSize)) MiB); raise --memory")
             }
             let start = (top - initrdSize) & ~0xFFF
             initrd = start..<(start + initrdSize)
         }
-        return X86BootPlan(kernelBytes: image.payload, entry: Layout.kernel + startup64Offset, bzImage: image,
+        return X86BootPlan(kernelFileOffset: image.payloadOffset, kernelLength: image.payloadSize,
+                           entry: Layout.kernel + startup64Offset, bzImage: image,
                            cmdline: Array(text.utf8) + [0], initrd: initrd)
+    }
+
+    /// MiB (rounded up) of `base + size` bytes, saturating instead of overflowing.
+    static func mib(_ base: UInt64, plus size: UInt64) -> UInt64 {
+        let (end, overflow) = base.addingReportingOverflow(size)
+        return overflow ? UInt64.max >> 20 : (end >> 20) + (end & 0xF_FFFF == 0 ? 0 : 1)
     }
 }

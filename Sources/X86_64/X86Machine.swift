@@ -16,25 +16,25 @@ public enum X86Machine: Machine {
                 .init(guestBase: Layout.highRAMStart, size: bytes - Layout.mmioHoleStart)]
     }
 
-    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (X86BootPlan, FileContents?) {
+    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (plan: X86BootPlan, kernel: ImageFile, initrd: ImageFile?) {
         try config.validate()
         guard config.cpus <= 254 else { throw .invalidArgument("--cpus \(config.cpus): the x86_64 machine has at most 254 vCPUs (8-bit APIC ids)") }
         guard let kernelPath = config.kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
-        let kernel = try FileContents.read(kernelPath, what: "kernel")
-        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try FileContents.read(path, what: "initrd") }
+        let kernel = try ImageFile.open(kernelPath, what: "kernel")
+        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
         let lowEnd = ramRegions(config.memoryBytes)[0].size
-        let plan = try X86BootPlan.make(kernel: kernel, initrdSize: initrd.map { UInt64($0.bytes.count) },
+        let plan = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size,
                                         cmdline: config.cmdline, lowRAMEnd: lowEnd)
-        return (plan, initrd)
+        return (plan, kernel, initrd)
     }
 
     /// Writes everything the guest finds in memory at boot.
-    static func writeBootData(_ plan: X86BootPlan, initrd: FileContents?, cpus: Int, memory: GuestMemory) throws(SwiftletError) {
-        try memory.write(Array(plan.kernelBytes), at: Layout.kernel)
+    static func writeBootData(_ plan: X86BootPlan, kernel: ImageFile, initrd: ImageFile?, cpus: Int, memory: GuestMemory) throws(SwiftletError) {
+        try kernel.copy(into: memory, at: Layout.kernel, fileOffset: plan.kernelFileOffset, length: plan.kernelLength)
         try LongMode.writeTables(memory)
         try memory.write(plan.cmdline, at: Layout.cmdline)
         try memory.write(MPTable.make(cpus: cpus, at: Layout.mpTable), at: Layout.mpTable)
-        if let initrd, let range = plan.initrd { try memory.write(initrd.bytes, at: range.lowerBound) }
+        if let initrd, let range = plan.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
         if let image = plan.bzImage {
             let regions = memory.mappings.map { $0.region }
             let page = BootParams.make(image: image, cmdlineAddress: Layout.cmdline, initrd: plan.initrd,
@@ -45,13 +45,13 @@ public enum X86Machine: Machine {
 
     public static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM {
         #if arch(x86_64)
-        let (plan, initrd) = try plan(config)
+        let (plan, kernel, initrd) = try plan(config)
         let memory = try GuestMemory(regions: ramRegions(config.memoryBytes))
         let kvm = try system.createVM()
         try kvm.setTSSAddress(Layout.tss)
         try kvm.createIRQChipAndPIT()
         try kvm.map(memory)
-        try writeBootData(plan, initrd: initrd, cpus: config.cpus, memory: memory)
+        try writeBootData(plan, kernel: kernel, initrd: initrd, cpus: config.cpus, memory: memory)
 
         let mmio = Bus(name: "mmio")
         let pio = Bus(name: "pio")

@@ -25,7 +25,7 @@ enum RunCommand {
             }
         } catch {
             printError("swiftlet: \(error)")
-            return error.isUsage ? 2 : 1
+            return error.isBadInput ? 2 : 1
         }
     }
 
@@ -64,12 +64,5 @@ func writeFile(_ path: String, _ bytes: [UInt8]) throws(SwiftletError) {
             throw .invalidArgument("cannot write \(path): \(SwiftletError.errnoString(sl_errno()))")
         }
         offset += n
-    }
-}
-
-extension SwiftletError {
-    var isUsage: Bool {
-        if case .invalidArgument = self { return true }
-        return false
     }
 }

@@ -22,7 +22,7 @@ final class DeviceTreeTests: XCTestCase {
     }()
 
     func testReferenceInitrdPlacementIsWhatTheBootPlanChooses() throws {
-        let kernel = try ImageLoader.place([0x1F, 0x20, 0x03, 0xD5], path: "raw", ramBase: Layout.ramBase, ramSize: 1 << 30)
+        let kernel = try ImageLoader.place(ImageHeader(path: "raw", bytes: [0x1F, 0x20, 0x03, 0xD5]), ramBase: Layout.ramBase, ramSize: 1 << 30)
         let plan = try BootPlan.make(kernel: kernel, initrdSize: 4 << 20, ramBase: Layout.ramBase, ramSize: 1 << 30)
         XCTAssertEqual(plan.initrd, 0x7FA0_0000..<0x7FE0_0000)
         XCTAssertEqual(plan.dtbAddress, 0x7FE0_0000)

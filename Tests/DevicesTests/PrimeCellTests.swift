@@ -233,6 +233,48 @@ final class CMOSTests: XCTestCase {
         XCTAssertEqual(cmos(rtc, 0x40), 0xAB)
     }
 
+    func testEveryValueInEveryRegisterInEveryModeIsSafe() {
+        // What the hostile guest does: each status B mode, every index, every value, read back.
+        for now: UInt64 in [0, 1_795_575_845, UInt64(Int64.max), .max] {
+            let rtc = CMOS(now: { now })
+            for mode: UInt8 in [0x00, 0x02, 0x04, 0x06, 0xFF] {
+                for index in 0...255 {
+                    for value in 0...255 {
+                        writeByte(rtc, 0, 0x0B); writeByte(rtc, 1, mode)
+                        writeByte(rtc, 0, UInt8(index)); writeByte(rtc, 1, UInt8(value))
+                        _ = readByte(rtc, 1)
+                    }
+                }
+                for register: UInt8 in [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32] { _ = cmos(rtc, register) }
+            }
+        }
+    }
+
+    func testOutOfRangeTimeFieldsAreRefusedAndCounted() {
+        let rtc = CMOS(now: { 1_795_575_845 })               // 2026-11-25 03:04:05
+        for (register, value): (UInt8, UInt8) in [(0x00, 0x60), (0x00, 0x5A), (0x02, 0x99), (0x04, 0x24),
+                                                   (0x07, 0x00), (0x07, 0x32), (0x08, 0x13), (0x09, 0xA0), (0x32, 0x00)] {
+            writeByte(rtc, 0, register); writeByte(rtc, 1, value)
+        }
+        XCTAssertEqual(rtc.rejectedTimeWrites, 9)
+        XCTAssertEqual([cmos(rtc, 0x00), cmos(rtc, 0x04), cmos(rtc, 0x07), cmos(rtc, 0x09), cmos(rtc, 0x32)],
+                       [0x05, 0x03, 0x25, 0x26, 0x20], "the clock kept its time")
+        writeByte(rtc, 0, 0x32); writeByte(rtc, 1, 0x99)     // century 99: year 9926
+        XCTAssertEqual([cmos(rtc, 0x32), cmos(rtc, 0x09)], [0x99, 0x26])
+        writeByte(rtc, 0, 0x09); writeByte(rtc, 1, 0x99)     // 9999, the clock's last year
+        XCTAssertEqual([cmos(rtc, 0x32), cmos(rtc, 0x09)], [0x99, 0x99])
+    }
+
+    func testTwelveHourMode() {
+        let rtc = CMOS(now: { 1_795_575_845 + 12 * 3600 })   // 15:04:05
+        writeByte(rtc, 0, 0x0B); writeByte(rtc, 1, 0x00)     // BCD, 12-hour
+        XCTAssertEqual(cmos(rtc, 0x04), 0x83, "3 PM")
+        writeByte(rtc, 0, 0x04); writeByte(rtc, 1, 0x12)     // 12 AM is midnight
+        XCTAssertEqual(cmos(rtc, 0x04), 0x12)
+        writeByte(rtc, 0, 0x0B); writeByte(rtc, 1, 0x02)
+        XCTAssertEqual(cmos(rtc, 0x04), 0x00)
+    }
+
     func testCivilTimeRoundTrips() {
         for seconds: Int64 in [0, 951_782_400, 1_795_575_845, 4_102_444_799, -86_400] {
             XCTAssertEqual(CivilTime(secondsSinceEpoch: seconds).secondsSinceEpoch, seconds)

@@ -72,6 +72,37 @@ enum TestSupport {
                       seconds: Date().timeIntervalSince(start))
     }
 
+    /// Runs a program (stdout to /dev/null) and reports its peak RSS from wait4's rusage.
+    static func runMeasuringPeakRSS(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> (status: Int32, stderr: String, peakRSSKiB: Int) {
+        let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-rss-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw Failure("posix_spawn \(executable): \(rc)") }
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, WNOHANG, &usage) == 0 {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                _ = wait4(pid, &status, 0, &usage)
+                throw Failure("\(executable) \(arguments) did not finish in \(timeout) s")
+            }
+            usleep(5_000)
+        }
+        let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return (exitStatus, stderr, usage.ru_maxrss)
+    }
+
     struct Failure: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }

@@ -21,13 +21,14 @@ func makeBzImage(version: UInt16 = 0x020F, xloadflags: UInt16 = 0x1, cmdlineSize
 }
 
 final class BzImageTests: XCTestCase {
-    func file(_ bytes: [UInt8], _ path: String = "bzImage") -> FileContents { FileContents(path: path, bytes: bytes) }
+    func file(_ bytes: [UInt8], _ path: String = "bzImage") -> ImageHeader { ImageHeader(path: path, bytes: bytes) }
 
     func testParsesHeaderAndPayload() throws {
-        let image = try BzImage(makeBzImage(), path: "bzImage")
+        let image = try BzImage(ImageHeader(path: "bzImage", bytes: makeBzImage()))
         XCTAssertEqual(image.setupSize, 5 * 512)
         XCTAssertEqual(image.cmdlineSize, 2047)
-        XCTAssertEqual(image.payload.count, 0x1000)
+        XCTAssertEqual(image.payloadOffset, 5 * 512)
+        XCTAssertEqual(image.payloadSize, 0x1000)
         XCTAssertEqual(image.headerEnd, 0x26C)
         XCTAssertEqual(image.footprint, 0x200_0000)
     }
@@ -36,12 +37,12 @@ final class BzImageTests: XCTestCase {
         XCTAssertThrowsError(try X86BootPlan.make(kernel: file([UInt8](repeating: 0x90, count: 0x1000)), initrdSize: 10, cmdline: nil, lowRAMEnd: 1 << 28)) {
             XCTAssertEqual("\($0)", "--initrd needs a bzImage kernel; bzImage is a raw binary")
         }
-        XCTAssertThrowsError(try BzImage([UInt8](repeating: 0, count: 0x1000), path: "zeros")) {
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "zeros", bytes: [UInt8](repeating: 0, count: 0x1000)))) {
             XCTAssertEqual("\($0)", "kernel zeros is not a bzImage (no \"HdrS\" boot header)")
         }
-        XCTAssertThrowsError(try BzImage(makeBzImage(version: 0x0204), path: "old")) { XCTAssertTrue("\($0)".contains("boot protocol 2.4")) }
-        XCTAssertThrowsError(try BzImage(makeBzImage(xloadflags: 0), path: "i386")) { XCTAssertTrue("\($0)".contains("no 64-bit entry point")) }
-        XCTAssertThrowsError(try BzImage(makeBzImage(payload: 0).dropLast(0) + [], path: "cut")) { XCTAssertTrue("\($0)".contains("truncated")) }
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "old", bytes: makeBzImage(version: 0x0204)))) { XCTAssertTrue("\($0)".contains("boot protocol 2.4")) }
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "i386", bytes: makeBzImage(xloadflags: 0)))) { XCTAssertTrue("\($0)".contains("no 64-bit entry point")) }
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "cut", bytes: makeBzImage(payload: 0).dropLast(0) + []))) { XCTAssertTrue("\($0)".contains("truncated")) }
     }
 
     func testKernelTooLargeForMemory() {
@@ -69,7 +70,7 @@ final class BzImageTests: XCTestCase {
     }
 
     func testBootParams() throws {
-        let image = try BzImage(makeBzImage(), path: "bzImage")
+        let image = try BzImage(ImageHeader(path: "bzImage", bytes: makeBzImage()))
         let e820 = BootParams.e820(ram: [.init(guestBase: 0, size: 0xC000_0000), .init(guestBase: 0x1_0000_0000, size: 1 << 30)])
         XCTAssertEqual(e820, [
             E820Entry(address: 0, size: 0x9_FC00, kind: .ram),
