@@ -1,91 +1,284 @@
 import CLinux
 import SwiftletCore
 
-/// The control API's HTTP/1.1 server on a Unix socket, polled by the main loop (no threads).
-/// Bounded: at most `maxConnections` clients, requests within the parser's limits, and a
-/// client that leaves a request half-sent for `requestTimeoutMs` is disconnected.
-public final class APIServer: PollSource {
-    public typealias Handler = (HTTPRequest) -> HTTPResponse
+/// A handler's answer to one request.
+public enum APIReply {
+    /// Answer with this response now.
+    case now(HTTPResponse)
+    /// Answer later with `APIServer.respond(ticket, response)` (the ticket the handler was given).
+    case later
+}
 
-    public static let maxConnections = 16
-    public static let requestTimeoutMs: Int64 = 10_000
-    public static let idleTimeoutMs: Int64 = 300_000
+/// The control API's HTTP/1.1 server on a Unix socket, polled by the main loop (no threads).
+///
+/// Against hostile local clients: the socket is owner-only (0600) from the moment it exists;
+/// requests must stay within the parser's limits and arrive whole within the policy's
+/// request deadline (default 5 s from the first byte, head and body together, so a client
+/// dripping a byte at a time is dropped with 408); idle keep-alive connections may stay longer
+/// (default 300 s); at most `policy.maxConnections` (default 16) are open, and when all are
+/// taken a newcomer evicts the connection stalled longest on its client (see `SlotPolicy`).
+/// What it drops is counted (`evicted`, `timedOut`, `idleClosed`, `refused`, `malformed`).
+///
+/// Deferred answers. The handler runs on the main thread for each complete request, in
+/// order per connection, and is given a `Ticket` naming that request. It returns
+/// `.now(response)` to answer at once (as the server always did), or `.later` to keep the
+/// ticket and answer afterwards with `server.respond(ticket, response)`, e.g.:
+///
+///     // handler: InstanceStart builds the VM on a worker thread
+///     case .start:
+///         pendingStart = ticket                     // kept by the controller
+///         startBuildThread()                        // signals an eventfd when done
+///         return .later
+///     // later, on the main thread (the PollSource that polls that eventfd):
+///     server.respond(pendingStart!, built ? .noContent() : error.response())
+///
+/// - `respond` is for the main thread only (like the handler); call it once per ticket,
+///   whenever the answer is ready, even before the handler has returned `.later`. A
+///   handler that calls `respond` and then returns `.now` is answered with the `.now` one.
+/// - While a request awaits its answer, its connection reads nothing more: pipelined
+///   requests wait (in the parser's buffer or the socket) and answers stay in order. It has no deadline and cannot be
+///   evicted (the time is ours, not the client's); the whole-request clock of a pipelined
+///   partial request starts again when the answer is given.
+/// - `respond` queues the answer, sends what the socket takes and returns: it never calls
+///   the handler. The connection's pipelined requests are handled in the server's next
+///   `handleEvents`, which `nextDeadline` makes immediate.
+/// - If the client went away meanwhile (or the ticket was answered already, or is unknown),
+///   `respond` discards the answer, counts it in `lateRepliesDiscarded` and returns false.
+///   `isAwaiting(ticket)` tells whether an answer is still wanted (e.g. to skip the work).
+///   A client that only half-closes (shutdown(SHUT_WR) after its request) still gets it.
+public final class APIServer: PollSource {
+    public typealias Handler = (HTTPRequest, Ticket) -> APIReply
+
+    /// Names one request handed to the handler; unique for the server's life.
+    public struct Ticket: Hashable, Sendable, CustomStringConvertible {
+        let connection: UInt64
+        let request: UInt64
+        public var description: String { "request \(request) on connection \(connection)" }
+    }
 
     public let path: String
+    private var isShutDown = false
+    public let policy: SlotPolicy
+
+    // MARK: counters (for metrics)
+
+    /// Connections closed to make room for a newcomer.
+    public private(set) var evicted = 0
+    /// Connections closed because a request did not arrive whole, or an answer was not read,
+    /// within `policy.requestDeadlineMs`.
+    public private(set) var timedOut = 0
+    /// Idle connections closed after `policy.idleTimeoutMs`.
+    public private(set) var idleClosed = 0
+    /// Newcomers closed because every slot was taken by a connection being answered.
+    public private(set) var refused = 0
+    /// Requests the parser rejected (a 4xx, then the connection is closed).
+    public private(set) var malformed = 0
+    /// Late answers for a connection that had gone away (or an unknown or answered ticket).
+    public private(set) var lateRepliesDiscarded = 0
+    /// Connections open now.
+    public var openConnections: Int { connections.reduce(0) { $0 + ($1.closed ? 0 : 1) } }
+
     private let listenFD: Int32
     private let handler: Handler
     private var connections: [Connection] = []
+    /// `connections` as `pollDescriptors` listed them: `fds[1...]` of `handleEvents`.
+    private var polled: [Connection] = []
+    private var lastConnection: UInt64 = 0
+    private var lastRequest: UInt64 = 0
+    /// When a deferred answer left pipelined requests to resume (the next deadline, at once).
+    private var resumeAt: Int64?
+
+    private struct Awaiting {
+        let ticket: Ticket
+        let keepAlive: Bool
+    }
 
     private final class Connection {
         let fd: Int32
+        let serial: UInt64
         var parser = HTTPRequestParser()
         var outgoing: [UInt8] = []
         var closeWhenFlushed = false
-        var lastActivity: Int64
         var closed = false
-        init(fd: Int32, now: Int64) { self.fd = fd; lastActivity = now }
+        /// Since when the connection has been idle (accept, or its last answer).
+        var idleSince: Int64
+        /// The first byte of the partial request being received, if any.
+        var requestStart: Int64?
+        /// When `outgoing` last became non-empty.
+        var sendingSince: Int64 = 0
+        /// The request the handler has and we owe an answer to.
+        var awaiting: Awaiting?
+        var inHandler = false
+        /// An answer given through `respond` while the handler still ran.
+        var earlyResponse: HTTPResponse?
+        /// Its deferred answer came: parse what it pipelined meanwhile.
+        var resume = false
+        init(fd: Int32, serial: UInt64, now: Int64) {
+            self.fd = fd
+            self.serial = serial
+            idleSince = now
+        }
     }
 
-    public init(path: String, handler: @escaping Handler) throws(SwiftletError) {
+    /// Listens on `path` (see `UnixSocket.listen`). Create it on the main thread before
+    /// other threads start: the socket is created under a temporarily strict umask.
+    public init(path: String, policy: SlotPolicy = SlotPolicy(), handler: @escaping Handler) throws(SwiftletError) {
         self.path = path
+        self.policy = policy
         self.handler = handler
         listenFD = try UnixSocket.listen(path: path)
     }
 
-    deinit {
-        for connection in connections { close(connection.fd) }
+    deinit { shutDown() }
+
+    /// Closes every connection and the listening socket and removes the socket file. The
+    /// owner calls this when the VMM ends (the handler's references keep the server alive
+    /// until the process exits, so deinit alone would leave the file behind).
+    public func shutDown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        for connection in connections where !connection.closed {
+            connection.closed = true
+            close(connection.fd)
+        }
+        connections.removeAll()
         close(listenFD)
         unlink(path)
+    }
+
+    // MARK: deferred answers
+
+    /// Answers the request `ticket` names (the handler returned `.later` for it, or is about
+    /// to). Main thread only. False, and the answer discarded, if the client went away, the
+    /// ticket was answered already, or is unknown.
+    @discardableResult
+    public func respond(_ ticket: Ticket, _ response: HTTPResponse) -> Bool {
+        guard let connection = awaitingConnection(ticket) else {
+            lateRepliesDiscarded += 1
+            return false
+        }
+        if connection.inHandler {
+            connection.earlyResponse = response
+            return true
+        }
+        let now = monotonicMilliseconds()
+        complete(connection, response, now: now)
+        flush(connection, now: now)
+        if !connection.closed && !connection.closeWhenFlushed {
+            connection.resume = true
+            resumeAt = now
+        }
+        return true
+    }
+
+    /// Whether the request `ticket` names still waits for its answer (its client is there).
+    public func isAwaiting(_ ticket: Ticket) -> Bool { awaitingConnection(ticket) != nil }
+
+    private func awaitingConnection(_ ticket: Ticket) -> Connection? {
+        for connection in connections where connection.serial == ticket.connection && !connection.closed {
+            guard let awaiting = connection.awaiting, awaiting.ticket == ticket,
+                  connection.earlyResponse == nil else { return nil }
+            return connection
+        }
+        return nil
     }
 
     // MARK: PollSource
 
     public func pollDescriptors() -> [pollfd] {
+        connections.removeAll { $0.closed }
+        polled = connections
         var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
         for connection in connections {
-            let events = connection.outgoing.isEmpty ? POLLIN : POLLOUT
+            // Read only when nothing is owed either way: unread answers and deferred ones
+            // hold the client's further requests in its socket (POLLHUP still reports a
+            // client that goes away).
+            let events = !connection.outgoing.isEmpty ? Int32(POLLOUT) : (connection.awaiting != nil ? 0 : Int32(POLLIN))
             fds.append(pollfd(fd: connection.fd, events: Int16(events), revents: 0))
         }
         return fds
     }
 
     public func handleEvents(_ fds: [pollfd], now: Int64) {
-        // Connections as they were when polled: fds[1...] matches them one to one.
-        let polled = connections
-        for (index, connection) in polled.enumerated() where index + 1 < fds.count {
+        for (index, connection) in polled.enumerated() where index + 1 < fds.count && !connection.closed {
             let revents = Int32(fds[index + 1].revents)
-            if revents & Int32(POLLOUT) != 0 { flush(connection) }
+            if revents & Int32(POLLOUT) != 0 { flush(connection, now: now) }
             if revents & Int32(POLLIN) != 0 { receive(connection, now: now) }
             else if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 { drop(connection) }
         }
-        if Int32(fds[0].revents) & Int32(POLLIN) != 0 { acceptClients(now: now) }
+        polled = []
+        if !fds.isEmpty, Int32(fds[0].revents) & Int32(POLLIN) != 0 { acceptClients(now: now) }
+        if resumeAt != nil {
+            resumeAt = nil
+            for connection in connections where connection.resume {
+                connection.resume = false
+                guard !connection.closed else { continue }
+                process(connection, now: now)
+                flush(connection, now: now)
+            }
+        }
         for connection in connections where !connection.closed {
-            let limit = connection.parser.isIdle ? APIServer.idleTimeoutMs : APIServer.requestTimeoutMs
-            if now - connection.lastActivity >= limit { drop(connection) }
+            let phase = phase(of: connection)
+            guard policy.isExpired(phase, now: now) else { continue }
+            switch phase {
+            case .idle: idleClosed += 1
+            case .receiving:
+                timedOut += 1
+                tell(connection.fd, 408, "the request did not arrive whole within \(policy.requestDeadlineMs) ms")
+            case .sending: timedOut += 1
+            case .answering: continue
+            }
+            drop(connection)
         }
         connections.removeAll { $0.closed }
     }
 
     public var nextDeadline: Int64? {
-        connections.map { $0.lastActivity + ($0.parser.isIdle ? APIServer.idleTimeoutMs : APIServer.requestTimeoutMs) }.min()
+        var next = resumeAt
+        for connection in connections where !connection.closed {
+            guard let deadline = policy.deadline(phase(of: connection)) else { continue }
+            if let earlier = next, earlier <= deadline { continue }
+            next = deadline
+        }
+        return next
     }
 
     // MARK: connections
+
+    private func phase(of connection: Connection) -> ConnectionPhase {
+        if connection.awaiting != nil { return .answering }
+        if !connection.outgoing.isEmpty { return .sending(since: connection.sendingSince) }
+        if let start = connection.requestStart { return .receiving(since: start) }
+        return .idle(since: connection.idleSince)
+    }
 
     private func acceptClients(now: Int64) {
         while true {
             let fd = sl_accept_nonblocking(listenFD)
             if fd < 0 { return }
-            if connections.count >= APIServer.maxConnections {
-                close(fd)   // over the limit: refuse by closing at once
+            let open = connections.filter { !$0.closed }
+            switch policy.admit(open.map { phase(of: $0) }) {
+            case .accept:
+                break
+            case .evict(let index):
+                evicted += 1
+                if case .receiving = phase(of: open[index]) {
+                    tell(open[index].fd, 503, "too many connections: this stalled request made room for another client")
+                }
+                drop(open[index])
+            case .refuse:
+                refused += 1
+                tell(fd, 503, "too many connections")
+                close(fd)
                 continue
             }
-            connections.append(Connection(fd: fd, now: now))
+            lastConnection += 1
+            connections.append(Connection(fd: fd, serial: lastConnection, now: now))
         }
     }
 
     private func receive(_ connection: Connection, now: Int64) {
-        guard !connection.closed, !connection.closeWhenFlushed else { return }
+        guard !connection.closed, !connection.closeWhenFlushed, connection.awaiting == nil else { return }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
         if n == 0 || (n < 0 && sl_errno() != EAGAIN && sl_errno() != EINTR) {
@@ -93,31 +286,64 @@ public final class APIServer: PollSource {
             return
         }
         guard n > 0 else { return }
-        connection.lastActivity = now
         buffer.withUnsafeBytes { connection.parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        parse: while true {
+        process(connection, now: now)
+        flush(connection, now: now)
+    }
+
+    /// Answers the buffered requests in order until one is deferred, the input runs out or
+    /// is malformed, or the connection is to close.
+    private func process(_ connection: Connection, now: Int64) {
+        parse: while connection.awaiting == nil && !connection.closeWhenFlushed && !connection.closed {
             switch connection.parser.next() {
             case .needMore:
                 break parse
             case .sendContinue:
-                connection.outgoing += HTTPResponse.continueBytes
+                queue(connection, HTTPResponse.continueBytes, now: now)
             case .request(let request):
-                let response = handler(request)
-                connection.outgoing += response.serialize(keepAlive: request.keepAlive)
-                if !request.keepAlive {
-                    connection.closeWhenFlushed = true
-                    break parse
+                connection.requestStart = nil
+                lastRequest += 1
+                let ticket = Ticket(connection: connection.serial, request: lastRequest)
+                connection.awaiting = Awaiting(ticket: ticket, keepAlive: request.keepAlive)
+                connection.inHandler = true
+                let reply = handler(request, ticket)
+                connection.inHandler = false
+                switch reply {
+                case .now(let response):
+                    complete(connection, response, now: now)
+                case .later:
+                    if let early = connection.earlyResponse { complete(connection, early, now: now) }
                 }
             case .error(let error):
-                connection.outgoing += error.response().serialize(keepAlive: false)
+                malformed += 1
+                queue(connection, error.response().serialize(keepAlive: false), now: now)
                 connection.closeWhenFlushed = true
-                break parse
             }
         }
-        flush(connection)
+        // The whole-request clock runs from a partial request's first byte; time spent
+        // waiting for our own answer does not count (it restarts when the answer is given).
+        if connection.awaiting == nil {
+            if connection.parser.isIdle { connection.requestStart = nil }
+            else if connection.requestStart == nil { connection.requestStart = now }
+        }
     }
 
-    private func flush(_ connection: Connection) {
+    /// Queues the answer to the awaited request.
+    private func complete(_ connection: Connection, _ response: HTTPResponse, now: Int64) {
+        guard let awaiting = connection.awaiting else { return }
+        connection.awaiting = nil
+        connection.earlyResponse = nil
+        queue(connection, response.serialize(keepAlive: awaiting.keepAlive), now: now)
+        if !awaiting.keepAlive { connection.closeWhenFlushed = true }
+        connection.idleSince = now
+    }
+
+    private func queue(_ connection: Connection, _ bytes: [UInt8], now: Int64) {
+        if connection.outgoing.isEmpty { connection.sendingSince = now }
+        connection.outgoing += bytes
+    }
+
+    private func flush(_ connection: Connection, now: Int64) {
         guard !connection.closed else { return }
         while !connection.outgoing.isEmpty {
             let n = connection.outgoing.withUnsafeBytes { send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -131,9 +357,16 @@ public final class APIServer: PollSource {
         if connection.closeWhenFlushed { drop(connection) }
     }
 
+    /// A best-effort error answer to a client about to be closed (never blocks).
+    private func tell(_ fd: Int32, _ status: Int, _ message: String) {
+        let bytes = APIError(status: status, message: message).response().serialize(keepAlive: false)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+    }
+
     private func drop(_ connection: Connection) {
         guard !connection.closed else { return }
         connection.closed = true
+        connection.resume = false
         close(connection.fd)
     }
 }
@@ -154,8 +387,8 @@ public enum UnixSocket {
         return address
     }
 
-    /// Listens on `path`. A leftover socket nobody listens on is replaced; anything else
-    /// at the path is an error.
+    /// Listens on `path`, owner-only (mode 0600) from the start. A leftover socket nobody
+    /// listens on is replaced; anything else at the path is an error.
     static func listen(path: String) throws(SwiftletError) -> Int32 {
         var address = try address(path)
         var info = stat()
@@ -171,9 +404,20 @@ public enum UnixSocket {
         }
         let fd = sl_unix_socket(1)
         guard fd >= 0 else { throw .lastSystemError("socket") }
+        // Owner-only (0600) from the first moment the path exists, whatever the caller's
+        // umask: bind() creates the socket file with mode 0777 & ~umask in the same call that
+        // creates the path, so it runs under umask 0177 and the caller's umask is restored
+        // at once. Chosen over binding a temporary name, chmod, then rename: that temporary
+        // name would accept connections with the wide mode in between (unless hidden in a
+        // private directory, which lengthens sun_path past its 108-byte limit sooner and can
+        // be left behind by a crash). The cost is that umask is process-wide: a file another
+        // thread created during this bind() would get the stricter mask (never a wider one);
+        // swiftlet creates its server before any other thread starts.
+        let callerMask = umask(0o177)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
+        umask(callerMask)
         guard bound == 0, CLinux.listen(fd, 16) == 0 else {
             let error = SwiftletError.invalidArgument("cannot listen on --api-socket \(path): \(SwiftletError.errnoString(sl_errno()))")
             close(fd)

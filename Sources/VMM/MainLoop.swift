@@ -15,7 +15,7 @@ public final class MainLoop {
     static let handledSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
     public private(set) var vm: VM?
-    public var sources: [any PollSource] = []
+    public private(set) var sources: [any PollSource] = []
     private let signalFD: Int32
     private var stdinOpen = false
     private let readsStdin: Bool
@@ -83,7 +83,7 @@ public final class MainLoop {
             }
             let rc = poll(&fds, nfds_t(fds.count), timeoutMilliseconds())
             if rc < 0 && sl_errno() != EINTR {
-                stop(.failure("poll: \(SwiftletError.errnoString(sl_errno()))"))
+                requestStop(.failure("poll: \(SwiftletError.errnoString(sl_errno()))"))
                 break
             }
             if fds[1].revents != 0 { handleSignals() }
@@ -101,9 +101,14 @@ public final class MainLoop {
         return vm.control.exit ?? .stopped
     }
 
-    private func stop(_ exit: VMExit) {
+    /// Ends the loop: stops the VM, or (before there is one) ends the wait for it.
+    public func requestStop(_ exit: VMExit) {
         if let vm { vm.requestStop(exit) } else if exitWithoutVM == nil { exitWithoutVM = exit }
     }
+
+    public func add(_ source: any PollSource) { sources.append(source) }
+
+    public func remove(_ source: any PollSource) { sources.removeAll { $0 === source } }
 
     private func timeoutMilliseconds() -> Int32 {
         var deadlines = [releaseKeyAt, powerOffDeadline].compactMap { $0 }
@@ -119,7 +124,7 @@ public final class MainLoop {
         }
         if let deadline = powerOffDeadline, now >= deadline {
             powerOffDeadline = nil
-            stop(.failure("the guest did not power off within \(MainLoop.gracePeriodSeconds) s of the power button"))
+            requestStop(.failure("the guest did not power off within \(MainLoop.gracePeriodSeconds) s of the power button"))
         }
     }
 
@@ -131,7 +136,7 @@ public final class MainLoop {
                 // First SIGTERM: ask the guest to power off, as a power button would.
                 powerOffDeadline = monotonicMilliseconds() + MainLoop.gracePeriodSeconds * 1000
             } else {
-                stop(.signal(signal))
+                requestStop(.signal(signal))
             }
         }
     }
@@ -151,7 +156,7 @@ public final class MainLoop {
         var count = n
         if filterEscapes {
             let (kept, action) = pending.withUnsafeMutableBytes { escape.filter($0, count: n) }
-            if action == .quit { stop(.stopped); return }
+            if action == .quit { requestStop(.stopped); return }
             count = kept
         }
         pendingStart = 0

@@ -78,12 +78,15 @@ final class VCPURunner {
         let length = Int(min(8, sl_run_mmio_len(run)))
         let data = UnsafeMutableRawPointer(sl_run_mmio_data(run)!)
         if sl_run_mmio_is_write(run) != 0 {
-            // A write nothing claims is dropped: wild guest MMIO must not stop the VMM.
-            _ = vm.mmioBus.write(address, data: UnsafeRawBufferPointer(start: data, count: length))
+            // A write nothing claims is dropped (and counted): wild guest MMIO must not stop the VMM.
+            if !vm.mmioBus.write(address, data: UnsafeRawBufferPointer(start: data, count: length)) {
+                vm.exitCounters.countUnclaimedMMIO()
+            }
         } else {
             let buffer = UnsafeMutableRawBufferPointer(start: data, count: length)
             if !vm.mmioBus.read(address, data: buffer) {
                 for i in 0..<length { buffer[i] = 0 }
+                vm.exitCounters.countUnclaimedMMIO()
             }
         }
     }
@@ -93,18 +96,27 @@ final class VCPURunner {
         let port = UInt64(sl_run_io_port(run))
         let size = Int(sl_run_io_size(run))
         let count = Int(sl_run_io_count(run))
-        guard size == 1 || size == 2 || size == 4, count <= vm.kvmRunDataLimit / size else { return }
+        let offset = sl_run_io_data_offset(run)
+        // KVM fills these; still, no access may leave the kvm_run mapping whatever they say.
+        guard size == 1 || size == 2 || size == 4, offset <= UInt64(vm.kvmRunDataLimit),
+              count <= (vm.kvmRunDataLimit - Int(offset)) / size else {
+            vm.exitCounters.countMalformedExit()
+            return
+        }
         let base = UnsafeMutableRawPointer(sl_run_io_data(run)!)
         let isOut = sl_run_io_direction(run) == UInt8(KVM_EXIT_IO_OUT)
         for i in 0..<count {
             let element = base + i * size
             if isOut {
-                _ = vm.pioBus.write(port, data: UnsafeRawBufferPointer(start: element, count: size))
+                if !vm.pioBus.write(port, data: UnsafeRawBufferPointer(start: element, count: size)) {
+                    vm.exitCounters.countUnclaimedPIO()
+                }
             } else {
                 let buffer = UnsafeMutableRawBufferPointer(start: element, count: size)
                 // An unbacked port reads as all ones, as on a PC's floating bus.
                 if !vm.pioBus.read(port, data: buffer) {
                     for j in 0..<size { buffer[j] = 0xFF }
+                    vm.exitCounters.countUnclaimedPIO()
                 }
             }
         }

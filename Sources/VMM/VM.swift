@@ -11,6 +11,7 @@ public final class VM {
     public let pioBus: Bus
     public let vcpus: [KVMVCPU]
     public let control: VMControl
+    public let exitCounters = ExitCounters()
     /// Where host console input goes, and the eventfd it uses to say it has room again.
     public var consoleInput: (any ConsoleInput)?
     public var consoleSpace: SpaceNotifier?

@@ -9,10 +9,13 @@ public enum VMExit: Equatable, CustomStringConvertible {
     case stopped
     case signal(Int32)
     case failure(String)
+    /// The VM could not be built (bad input, or the host could not provide it).
+    case notStarted(SwiftletError)
 
     public var status: Int32 {
         switch self {
         case .failure: return 1
+        case .notStarted(let error): return error.isBadInput ? 2 : 1
         case .signal(let number): return 128 + number
         default: return 0
         }
@@ -26,6 +29,7 @@ public enum VMExit: Equatable, CustomStringConvertible {
         case .stopped: return "stopped"
         case .signal(let number): return "stopped by signal \(number)"
         case .failure(let message): return message
+        case .notStarted(let error): return error.description
         }
     }
 }

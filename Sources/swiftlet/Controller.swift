@@ -8,14 +8,23 @@ import ARM64
 import X86_64
 #endif
 
-/// Owns the VM's configuration and lifecycle for the control API: configure before start,
-/// build and start the host machine on InstanceStart, pause, resume, power button.
+/// Owns the VM's configuration and lifecycle for the CLI and the control API: configure
+/// before start, build the host machine on a background thread (InstanceStart, or at once
+/// with --kernel) so the main loop never waits on files or KVM, then start it on the main
+/// thread; pause, resume, power button.
 final class Controller {
     private(set) var config: VMConfig
     private let system: KVMSystem
     private let loop: MainLoop
     private(set) var vm: VM?
     private let id: String
+    /// The build under way, if any, and the API request waiting for its outcome.
+    private var building: BackgroundJob<VM>?
+    private var startTicket: APIServer.Ticket?
+    /// Where the guest's console goes (made with the first build).
+    private var console: ConsoleOutput?
+    /// Set once the server exists (it holds a handler that calls back into this object).
+    var server: APIServer?
 
     init(config: VMConfig, system: KVMSystem, loop: MainLoop, id: String) {
         self.config = config
@@ -29,50 +38,101 @@ final class Controller {
         return vm.isPaused ? .paused : .running
     }
 
-    func start() throws(SwiftletError) {
-        let vm = try HostMachine.build(config, system: system, console: ConsoleOutput(fd: 1))
-        self.vm = vm
-        try loop.start(vm)
+    /// Builds the VM in the background and starts it when built. Without a ticket (the
+    /// CLI's --kernel) a failure ends the main loop; with one, it is the request's answer.
+    func start(answering ticket: APIServer.Ticket? = nil) throws(SwiftletError) {
+        if self.console == nil { self.console = try ConsoleOutput(fd: 1) }
+        guard let console = self.console else { return }
+        let config = self.config, system = self.system
+        let job = try BackgroundJob<VM>({ () -> BackgroundJob<VM>.Outcome in
+            do throws(SwiftletError) {
+                return .success(try HostMachine.build(config, system: system, console: console))
+            } catch {
+                return .failure(error)
+            }
+        }, completion: { [self] outcome in finishStart(outcome) })
+        building = job
+        startTicket = ticket
+        loop.add(job)
     }
 
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
-        do {
-            return try perform(try APIRouter.route(request, state: state))
-        } catch {
-            return error.response()
+    private func finishStart(_ outcome: BackgroundJob<VM>.Outcome) {
+        if let job = building { loop.remove(job) }
+        building = nil
+        let ticket = startTicket
+        startTicket = nil
+        var failure: SwiftletError?
+        switch outcome {
+        case .success(let built):
+            do {
+                vm = built
+                try loop.start(built)
+            } catch {
+                failure = error
+            }
+        case .failure(let error):
+            failure = error
+        }
+        if let ticket {
+            let answer = failure.map { APIError(status: $0.isBadInput ? 400 : 500, message: "cannot start the VM: \($0)").response() }
+            _ = server?.respond(ticket, answer ?? .noContent())
+        } else if let failure {
+            loop.requestStop(.notStarted(failure))
         }
     }
 
-    private func perform(_ action: APIAction) throws(APIError) -> HTTPResponse {
+    /// Writes out the guest's last console output; says how much was lost, if any.
+    func finishConsole() {
+        guard let console else { return }
+        let lost = console.finish()
+        if lost > 0 { printError("swiftlet: \(lost) bytes of guest console output were dropped: the host's stdout did not keep up") }
+    }
+
+    func handle(_ request: HTTPRequest, _ ticket: APIServer.Ticket) -> APIReply {
+        do {
+            return try perform(try APIRouter.route(request, state: state), ticket)
+        } catch {
+            return .now(error.response())
+        }
+    }
+
+    private func perform(_ action: APIAction, _ ticket: APIServer.Ticket) throws(APIError) -> APIReply {
         switch action {
         case .describeInstance:
-            return .json(APIRouter.instanceInfo(id: id, state: state, vmmVersion: swiftletVersion))
+            return .now(.json(APIRouter.instanceInfo(id: id, state: state, vmmVersion: swiftletVersion)))
         case .describeConfig:
-            return .json(APIRouter.vmConfig(config))
+            return .now(.json(APIRouter.vmConfig(config)))
         case .configureBootSource(let boot):
+            try refuseWhileStarting()
             var updated = config
             boot.apply(to: &updated)
             config = updated
-            return .noContent()
+            return .now(.noContent())
         case .configureMachine(let machine):
+            try refuseWhileStarting()
             var updated = config
             machine.apply(to: &updated)
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
-            return .noContent()
+            return .now(.noContent())
         case .start:
+            try refuseWhileStarting()
             guard config.kernelPath != nil else { throw .badRequest("no boot source: PUT /boot-source with a kernel_image_path first") }
-            do { try start() } catch { throw .badRequest("cannot start the VM: \(error)") }
-            return .noContent()
+            do { try start(answering: ticket) } catch { throw APIError(status: 500, message: "cannot start the VM: \(error)") }
+            return .later
         case .sendCtrlAltDel:
             guard loop.pressPowerButton() else { throw .badRequest("this machine has no power button") }
-            return .noContent()
+            return .now(.noContent())
         case .pause:
             do { try vm?.pause() } catch { throw APIError(status: 500, message: "\(error)") }
-            return .noContent()
+            return .now(.noContent())
         case .resume:
             vm?.resume()
-            return .noContent()
+            return .now(.noContent())
         }
+    }
+
+    private func refuseWhileStarting() throws(APIError) {
+        guard building == nil else { throw .badRequest("the VM is starting (InstanceStart is under way)") }
     }
 }

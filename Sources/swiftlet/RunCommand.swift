@@ -37,15 +37,15 @@ enum RunCommand {
         }
         let loop = try MainLoop()
         let controller = Controller(config: config, system: system, loop: loop, id: "swiftlet-\(getpid())")
-        var server: APIServer?
         if let path = config.apiSocketPath {
-            let api = try APIServer(path: path) { request in controller.handle(request) }
-            loop.sources.append(api)
-            server = api
+            let api = try APIServer(path: path) { request, ticket in controller.handle(request, ticket) }
+            loop.add(api)
+            controller.server = api   // the socket lives until the VM ends
         }
         if config.kernelPath != nil { try controller.start() }
         let exit = loop.run()
-        _ = server   // the socket lives until the VM ends
+        controller.server?.shutDown()
+        controller.finishConsole()
         if exit.status != 0 { printError("swiftlet: \(exit)") }
         return exit.status
     }

@@ -57,6 +57,7 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(try curl(vmm.socket, "GET", "/").status, 200, "the API still answers")
         kill(vmm.process.processIdentifier, SIGTERM)
         XCTAssertEqual(try vmm.waitForExit(seconds: 5), 128 + SIGTERM, vmm.errorText)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: vmm.socket), "the socket file is removed on exit")
     }
 
     func testMultiGiBSparseInitrdIsRefusedBeforeItIsRead() throws {

@@ -14,6 +14,8 @@ expect_ok "tiny guest with 4 vCPUs (secondaries wait for CPU_ON)" "^Hello from a
 # --- a guest writing garbage over the devices and unclaimed MMIO does not hurt the VMM
 vm wild 60 --kernel /extra/wild-arm64.bin --memory 64
 expect_ok "wild MMIO over the devices and unclaimed addresses: the VMM survives" "^wild guest survived"
+vm hostile 120 --kernel /extra/hostile-arm64.bin --memory 64
+expect_ok "extreme values at every width to every PL011, PL031 and PL061 register: the VMM survives" "^hostile guest survived"
 
 # --- Debian's kernel + busybox initramfs
 vm linux-1cpu 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
@@ -54,6 +56,10 @@ expect_ok "SIGTERM presses KEY_POWER (gpio-keys on the PL061) and the guest powe
 vm_api api 120 /extra/Image /extra/initramfs.cpio.gz "$CMDLINE swiftlet.test=powerkey"
 if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY"; else fail "swiftlet ctl sequence"; show; fi
 
+# --- four Linux guests at once in this L1 (each 192 MiB, 1 vCPU): all reach the marker
+vm_many 4 linux-x4 240 "SWIFTLET-GUEST-UP cpus=1 " $KERNEL --memory 192 --cmdline "$CMDLINE swiftlet.test=poweroff"
+if [ "$many_ok" = 4 ]; then pass "4 Linux guests at once all boot and power off (${took} s)"; else fail "4 Linux guests at once: $many_ok of 4 ok"; fi
+
 # --- --dump-dtb for the reference configurations (ci/suite/arm64.host compares them with
 # DeviceTrees/ using dtc on the host)
 dd if=/dev/zero of=/tmp/initrd-4m bs=1M count=4 2>/dev/null
@@ -82,5 +88,20 @@ vm small 30 $KERNEL --memory 35
 expect_error "memory too small for kernel + initrd" "too small"
 vm cpus 30 --kernel /extra/hello-arm64.bin --cpus 124
 expect_error "more vCPUs than the redistributor window holds" "redistributor window holds at most 123"
+# Crafted Image headers (ci/suite/crafted-images): sizes and offsets are never trusted.
+for crafted in huge-image-size:"raise --memory" huge-text-offset:"text_offset" big-endian:"big-endian" \
+               image-size-below-file:"bad arm64 Image header" pe-sections-past-end:"is truncated"; do
+    case=${crafted%%:*} evidence=${crafted#*:}
+    vm crafted-$case 30 --kernel /extra/crafted-$case.Image --memory 64
+    expect_bad_input "crafted Image header ($case)" "$evidence"
+done
+# Paths that are not regular files are refused at once (a FIFO would block a plain open).
+mkfifo /tmp/kernel.fifo
+vm fifo 30 --kernel /tmp/kernel.fifo
+expect_bad_input "a FIFO as the kernel" "is not a regular file"
+# A 6 GiB sparse initrd for a 64 MiB guest is refused before a byte of it is read.
+dd if=/dev/zero of=/tmp/huge-initrd bs=1 count=0 seek=6G 2>/dev/null
+vm huge-initrd 30 --kernel /extra/Image --initrd /tmp/huge-initrd --memory 64
+expect_bad_input "a 6 GiB initrd for a 64 MiB guest" "too small"
 
 finish

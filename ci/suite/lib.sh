@@ -20,6 +20,34 @@ vm() {
     took=$(seconds_since "$start")
 }
 
+# vm_many COUNT NAME TIMEOUT PATTERN SWIFTLET-RUN-ARGS...: COUNT swiftlets at once, each
+# with its own output files (/tmp/NAME-i.out/.err); sets many_ok to how many exited 0 with
+# PATTERN in their output, and took to the wall time for all of them.
+vm_many() {
+    count=$1 name=$2 limit=$3 pattern=$4
+    shift 4
+    start=$(now)
+    pids=
+    i=1
+    while [ $i -le "$count" ]; do
+        swiftlet run "$@" < /dev/null > /tmp/$name-$i.out 2> /tmp/$name-$i.err &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    many_ok=0
+    i=1
+    for p in $pids; do
+        wait_or_kill $p "$limit"
+        if [ "$rc" = 0 ] && grep -q "$pattern" /tmp/$name-$i.out; then
+            many_ok=$((many_ok + 1))
+        else
+            echo "suite: $name-$i: exit $rc"; tail -n 5 /tmp/$name-$i.out; cat /tmp/$name-$i.err
+        fi
+        i=$((i + 1))
+    done
+    took=$(seconds_since "$start")
+}
+
 # vm_marked NAME TIMEOUT SWIFTLET-RUN-ARGS...: like vm, and sets marked_at to L1's clock
 # (date +%s) read the moment the guest's SWIFTLET-GUEST-UP line appears, so a check can
 # compare what the guest read then with what L1 read then.
@@ -124,6 +152,13 @@ expect_ok() {
 expect_error() {
     lines=$(wc -l < "$err")
     if [ "$rc" != 0 ] && [ "$lines" = 1 ] && grep -q "$2" "$err"; then pass "$1: $(cat "$err")"; else fail "$1: exit $rc, $lines stderr lines, wanted '$2'"; show; fi
+}
+
+# expect_bad_input NAME PATTERN: the last VM exited 2 (bad input) with exactly one stderr
+# line matching PATTERN.
+expect_bad_input() {
+    lines=$(wc -l < "$err")
+    if [ "$rc" = 2 ] && [ "$lines" = 1 ] && grep -q "$2" "$err"; then pass "$1: $(cat "$err")"; else fail "$1: exit $rc, $lines stderr lines, wanted status 2 and '$2'"; show; fi
 }
 
 # wait_for FILE PATTERN SECONDS: waits until FILE contains PATTERN.

@@ -12,6 +12,8 @@ expect_ok "tiny guest prints on COM1 and resets through the i8042" "^Hello from 
 # --- a guest writing garbage to every port and unclaimed MMIO does not hurt the VMM
 vm wild 120 --kernel /extra/wild-x86_64.bin --memory 64
 expect_ok "wild port I/O and MMIO: the VMM survives" "^wild guest survived"
+vm hostile 120 --kernel /extra/hostile-x86_64.bin --memory 64
+expect_ok "extreme values at every width to COM1, the i8042 and every CMOS register, string I/O: the VMM survives" "^hostile guest survived"
 
 # --- Debian's kernel + busybox initramfs; the guest's reboot ends swiftlet with 0
 vm linux-1cpu 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"

@@ -110,6 +110,7 @@ static inline uint8_t sl_run_io_direction(struct kvm_run *run) { return run->io.
 static inline uint8_t sl_run_io_size(struct kvm_run *run) { return run->io.size; }
 static inline uint16_t sl_run_io_port(struct kvm_run *run) { return run->io.port; }
 static inline uint32_t sl_run_io_count(struct kvm_run *run) { return run->io.count; }
+static inline uint64_t sl_run_io_data_offset(struct kvm_run *run) { return run->io.data_offset; }
 static inline uint8_t *sl_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
 static inline uint32_t sl_run_system_event_type(struct kvm_run *run) { return run->system_event.type; }
 static inline uint64_t sl_run_hardware_exit_reason(struct kvm_run *run) { return run->fail_entry.hardware_entry_failure_reason; }

@@ -18,7 +18,10 @@ private let CMD_KBD_DISABLE: UInt8 = 0xAD
 private let CMD_KBD_ENABLE: UInt8 = 0xAE
 private let CMD_WRITE_OUTPUT_PORT: UInt8 = 0xD1
 private let CMD_WRITE_KBD_OUTPUT: UInt8 = 0xD2
-private let CMD_RESET_CPU: UInt8 = 0xFE
+/// 0xF0-0xFF pulse the output-port lines whose bits are clear in the low nibble; bit 0 is
+/// the CPU reset line, so every even command there resets (0xFE is the one Linux sends).
+private let CMD_PULSE_OUTPUT_FIRST: UInt8 = 0xF0
+private let OUTPUT_PORT_RESET: UInt8 = 0x01
 
 // Status register bits.
 private let STATUS_OUTPUT_FULL: UInt8 = 0x01
@@ -119,7 +122,7 @@ public final class I8042: BusDevice {
                     switch command {
                     case CMD_WRITE_CTR: ctr = value
                     case CMD_WRITE_KBD_OUTPUT: output.push(value)
-                    case CMD_WRITE_OUTPUT_PORT: return value & 0x01 == 0   // bit 0 low: reset
+                    case CMD_WRITE_OUTPUT_PORT: return value & OUTPUT_PORT_RESET == 0   // bit 0 low: reset
                     default: break
                     }
                     return false
@@ -142,7 +145,7 @@ public final class I8042: BusDevice {
         case CMD_KBD_TEST: output.push(0x00)
         case CMD_AUX_TEST: output.push(0xFF)    // no mouse port
         case CMD_KBD_DISABLE, CMD_KBD_ENABLE, CMD_AUX_DISABLE, CMD_AUX_ENABLE: break
-        case CMD_RESET_CPU: return true
+        case CMD_PULSE_OUTPUT_FIRST...0xFF: return command & OUTPUT_PORT_RESET == 0
         default: break
         }
         return false
