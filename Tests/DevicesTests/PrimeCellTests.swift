@@ -265,6 +265,16 @@ final class CMOSTests: XCTestCase {
         XCTAssertEqual([cmos(rtc, 0x32), cmos(rtc, 0x09)], [0x99, 0x99])
     }
 
+    func testWideAccessesReachConsecutivePortsAsOnTheISABus() {
+        let rtc = CMOS(now: { 1_795_575_845 })
+        // out dx, ax to 0x70: AL selects CMOS RAM byte 0x40, AH is written to it.
+        [UInt8(0x40), 0xAB].withUnsafeBytes { rtc.write(offset: 0, data: $0) }
+        XCTAssertEqual(cmos(rtc, 0x40), 0xAB)
+        var word: [UInt8] = [0, 0]
+        word.withUnsafeMutableBytes { rtc.read(offset: 0, data: $0) }
+        XCTAssertEqual(word, [0x40, 0xAB], "index, then the selected register")
+    }
+
     func testTwelveHourMode() {
         let rtc = CMOS(now: { 1_795_575_845 + 12 * 3600 })   // 15:04:05
         writeByte(rtc, 0, 0x0B); writeByte(rtc, 1, 0x00)     // BCD, 12-hour

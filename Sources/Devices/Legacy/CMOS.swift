@@ -27,7 +27,7 @@ private let HOURS_PM: UInt8 = 0x80           // 12-hour mode: bit 7 of the hours
 /// kept as an offset, like PL031's load register on arm64. Every value a guest may write is
 /// taken without trapping: the datasheet leaves out-of-range time fields undefined, and
 /// here they are refused (the clock keeps its time) and counted in `rejectedTimeWrites`.
-public final class CMOS: BusDevice {
+public final class CMOS: ByteWideDevice {
     public static let base: UInt64 = 0x70
     public static let size: UInt64 = 2
 
@@ -54,19 +54,14 @@ public final class CMOS: BusDevice {
     /// Guest writes of time fields that were out of range or not valid BCD.
     public var rejectedTimeWrites: Int { lock.withLock { rejected } }
 
-    public func read(offset registerOffset: UInt64, data: UnsafeMutableRawBufferPointer) {
-        guard data.count > 0 else { return }
-        let value = lock.withLock { () -> UInt8 in
+    public func readByte(at registerOffset: UInt64) -> UInt8 {
+        lock.withLock { () -> UInt8 in
             guard registerOffset == DATA_PORT_OFFSET else { return index }
             return register(index & 0x7F)
         }
-        for i in 0..<data.count { data[i] = 0 }
-        data[0] = value
     }
 
-    public func write(offset registerOffset: UInt64, data: UnsafeRawBufferPointer) {
-        guard data.count > 0 else { return }
-        let value = data[0]
+    public func writeByte(_ value: UInt8, at registerOffset: UInt64) {
         lock.withLock {
             if registerOffset == INDEX_PORT_OFFSET {
                 index = value

@@ -54,7 +54,7 @@ public protocol ResetLine: AnyObject {
 }
 
 /// The i8042 at ports 0x60-0x64 (size 5), keyboard interrupt on IRQ 1.
-public final class I8042: BusDevice {
+public final class I8042: ByteWideDevice {
     public static let base: UInt64 = 0x60
     public static let size: UInt64 = 5
 
@@ -83,9 +83,8 @@ public final class I8042: BusDevice {
         }
     }
 
-    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
-        guard data.count > 0 else { return }
-        let value = lock.withLock { () -> UInt8 in
+    public func readByte(at offset: UInt64) -> UInt8 {
+        lock.withLock { () -> UInt8 in
             switch offset {
             case DATA_PORT_OFFSET:
                 let byte = output.pop() ?? 0
@@ -102,13 +101,9 @@ public final class I8042: BusDevice {
                 return 0
             }
         }
-        for i in 0..<data.count { data[i] = 0 }
-        data[0] = value
     }
 
-    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-        guard data.count > 0 else { return }
-        let value = data[0]
+    public func writeByte(_ value: UInt8, at offset: UInt64) {
         let reset = lock.withLock { () -> Bool in
             defer { updateIRQ() }
             switch offset {

@@ -1,3 +1,5 @@
+import SwiftletCore
+
 /// Little-endian register access helpers for MMIO devices with 32-bit registers: any
 /// access width is accepted; bytes past 4 read as zero and are ignored on write.
 @inline(__always)
@@ -26,5 +28,29 @@ func primeCellID(offset: UInt64, peripheral: (UInt32, UInt32, UInt32, UInt32)) -
     case 5: return 0xF0
     case 6: return 0x05
     default: return 0xB1
+    }
+}
+
+/// A byte-wide ISA device (16550, i8042, CMOS). A wider port access reaches consecutive
+/// ports one byte at a time, lowest first, as the PC's bus splits it for an 8-bit device:
+/// `out dx, ax` to 0x70 selects a CMOS register with AL and writes AH to it.
+public protocol ByteWideDevice: BusDevice {
+    func readByte(at offset: UInt64) -> UInt8
+    func writeByte(_ value: UInt8, at offset: UInt64)
+}
+
+extension ByteWideDevice {
+    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+        for i in 0..<data.count {
+            let (port, past) = offset.addingReportingOverflow(UInt64(i))
+            data[i] = past ? 0 : readByte(at: port)
+        }
+    }
+
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+        for i in 0..<data.count {
+            let (port, past) = offset.addingReportingOverflow(UInt64(i))
+            if !past { writeByte(data[i], at: port) }
+        }
     }
 }

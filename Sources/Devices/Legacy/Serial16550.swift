@@ -31,7 +31,7 @@ private let MSR_DCD_DSR_CTS: UInt8 = 0xB0
 /// empty; host input fills a 16-byte receive FIFO. Interrupts follow the datasheet's
 /// priorities (received data, then THR empty); the THR-empty interrupt is re-armed after
 /// every transmitted byte, which is what Linux's interrupt-driven 8250 driver waits for.
-public final class Serial16550: BusDevice, ConsoleInput {
+public final class Serial16550: ByteWideDevice, ConsoleInput {
     public static let size: UInt64 = 8
     public static let fifoDepth = 16
 
@@ -57,8 +57,7 @@ public final class Serial16550: BusDevice, ConsoleInput {
         self.spaceNotifier = spaceNotifier
     }
 
-    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
-        guard data.count > 0 else { return }
+    public func readByte(at offset: UInt64) -> UInt8 {
         var freedSpace = false
         let value = lock.withLock { () -> UInt8 in
             let dlab = lcr & LCR_DLAB != 0
@@ -83,14 +82,11 @@ public final class Serial16550: BusDevice, ConsoleInput {
             default: return 0
             }
         }
-        for i in 0..<data.count { data[i] = 0 }
-        data[0] = value
         if freedSpace { spaceNotifier?.notify() }
+        return value
     }
 
-    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-        guard data.count > 0 else { return }
-        let value = data[0]
+    public func writeByte(_ value: UInt8, at offset: UInt64) {
         var transmit = false
         var freedSpace = false
         lock.withLock {
