@@ -34,3 +34,28 @@ let package = Package(
                     exclude: ["api_client.py", "terminal_test.py"], swiftSettings: testSettings),
     ]
 )
+
+// libFuzzer targets (ci/fuzz), declared only when SWIFTLET_FUZZ=1 so the host, test and
+// edge builds never see them: Tests/Fuzz/<name>/main.swift hands each input to the code
+// under test through FuzzKit. ci/fuzz builds them with -sanitize=fuzzer into .build-fuzz.
+if Context.environment["SWIFTLET_FUZZ"] == "1" {
+    package.targets += [
+        .target(name: "CFuzzDriver", path: "Tests/Fuzz/CFuzzDriver"),
+        .target(name: "FuzzKit", dependencies: ["CFuzzDriver", "SwiftletCore"], path: "Tests/Fuzz/FuzzKit", swiftSettings: testSettings),
+    ]
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("devices", ["Devices", "SwiftletCore"]),
+        ("http", ["API"]),
+        ("json", ["API"]),
+        ("routes", ["API", "SwiftletCore"]),
+        ("cli", ["SwiftletCore"]),
+        ("devicetree", ["ARM64", "CLinux", "SwiftletCore"]),
+        ("arm64-image", ["ARM64", "SwiftletCore"]),
+        ("bzimage", ["X86_64", "SwiftletCore"]),
+    ]
+    for target in fuzzTargets {
+        package.targets.append(.executableTarget(
+            name: "fuzz-\(target.name)", dependencies: ["FuzzKit"] + target.dependencies,
+            path: "Tests/Fuzz/\(target.name)", swiftSettings: testSettings))
+    }
+}
