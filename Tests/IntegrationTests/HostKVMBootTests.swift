@@ -48,6 +48,21 @@ final class HostKVMBootTests: XCTestCase {
         XCTAssertEqual(result.stderr, "")
     }
 
+    func testWhatTheWildGuestSendsNowhereIsCounted() throws {
+        var config = VMConfig()
+        config.kernelPath = try TestSupport.guestImage("wild-x86_64")
+        config.memoryMiB = 32
+        let loop = try MainLoop(readsStdin: false)
+        let vm = try X86Machine.build(config, system: try KVMSystem(), console: CollectingConsole())
+        try loop.start(vm)
+        XCTAssertEqual(loop.run(), .reset)
+        // Every port but the devices' (and 0x64) got a byte and was read back; the MMIO
+        // addresses outside RAM each took six accesses.
+        XCTAssertGreaterThan(vm.exitCounters.unclaimedPIO, 60_000)
+        XCTAssertEqual(vm.exitCounters.unclaimedMMIO, 5 * 6)
+        XCTAssertEqual(vm.exitCounters.malformedExits, 0)
+    }
+
     func testMemoryAboveTheMMIOHoleIsSplit() throws {
         XCTAssertEqual(X86Machine.ramRegions(256 << 20), [.init(guestBase: 0, size: 256 << 20)])
         XCTAssertEqual(X86Machine.ramRegions(4 << 30), [.init(guestBase: 0, size: 0xC000_0000),
