@@ -13,14 +13,14 @@ public struct BootPlan: Equatable {
         let (kernelEnd, kernelOverflow) = kernel.loadAddress.addingReportingOverflow(kernel.footprint)
         guard !ramOverflow, !kernelOverflow, kernel.loadAddress >= ramBase, ramSize >= Layout.maxDTBSize,
               ramEnd - Layout.maxDTBSize >= kernelEnd else {
-            throw .invalidArgument("guest memory of \(ramSize >> 20) MiB is too small for the kernel (\(ImageLoader.mib(kernel.footprint)) MiB) and the device tree (2 MiB); raise --memory")
+            throw .invalidArgument("guest memory of \(ramSize >> 20) MiB is too small for the kernel (\(mebibytesRoundedUp(kernel.footprint)) MiB) and the device tree (2 MiB); raise --memory")
         }
         let dtb = ramEnd - Layout.maxDTBSize
         guard let initrdSize else { return BootPlan(kernel: kernel, dtbAddress: dtb, initrd: nil) }
         guard initrdSize > 0 else { throw .invalidImage("the initrd is empty") }
         let page: UInt64 = 4096
         guard initrdSize <= dtb - kernelEnd, (dtb - initrdSize) & ~(page - 1) >= kernelEnd else {
-            throw .invalidArgument("guest memory of \(ramSize >> 20) MiB is too small for the kernel (\(ImageLoader.mib(kernel.footprint)) MiB), the initrd (\(ImageLoader.mib(initrdSize)) MiB) and the device tree; raise --memory")
+            throw .invalidArgument("guest memory of \(ramSize >> 20) MiB is too small for the kernel (\(mebibytesRoundedUp(kernel.footprint)) MiB), the initrd (\(mebibytesRoundedUp(initrdSize)) MiB) and the device tree; raise --memory")
         }
         let start = (dtb - initrdSize) & ~(page - 1)
         return BootPlan(kernel: kernel, dtbAddress: dtb, initrd: start..<(start + initrdSize))

@@ -28,14 +28,13 @@ public enum ImageLoader {
             placement = try placeImage(kernel, ramBase: ramBase)
         } else {
             let (load, overflow) = ramBase.addingReportingOverflow(Layout.rawImageOffset)
-            guard !overflow else { throw .invalidArgument("RAM base 0x\(hex(ramBase)) leaves no room for a kernel") }
+            guard !overflow else { throw noRoom(ramBase) }
             placement = KernelPlacement(loadAddress: load, entry: load, footprint: kernel.fileSize, isImage: false)
         }
         // Offset from the RAM base (at most 4 MiB) plus the footprint, without overflowing.
         let start = placement.loadAddress - ramBase
         guard placement.footprint <= ramSize, start <= ramSize - placement.footprint else {
-            let needed = placement.footprint > UInt64.max - start ? UInt64.max : start + placement.footprint
-            throw .invalidImage("kernel \(path) needs \(mib(needed)) MiB of guest memory from the RAM base, but the guest has \(mib(ramSize)) MiB (raise --memory)")
+            throw .invalidImage("kernel \(path) needs \(mebibytesRoundedUp(saturatingSum(start, placement.footprint))) MiB of guest memory from the RAM base, but the guest has \(mebibytesRoundedUp(ramSize)) MiB (raise --memory)")
         }
         return placement
     }
@@ -59,17 +58,21 @@ public enum ImageLoader {
         }
         let alignment: UInt64 = 2 << 20
         guard ramBase <= UInt64.max - (alignment - 1) - textOffset else {
-            throw .invalidArgument("RAM base 0x\(hex(ramBase)) leaves no room for a kernel")
+            throw noRoom(ramBase)
         }
         let base = (ramBase + alignment - 1) & ~(alignment - 1)
         let load = base + textOffset
         return KernelPlacement(loadAddress: load, entry: load, footprint: footprint, isImage: true)
     }
 
+    static func noRoom(_ ramBase: UInt64) -> SwiftletError {
+        .invalidArgument("RAM base 0x\(hex(ramBase)) leaves no room for a kernel")
+    }
+
     /// Distros' Images carry an EFI stub, i.e. a PE/COFF header whose section table says
     /// how long the file must be: that is how a truncated kernel is caught before booting.
-    /// `bytes` is the file's start; a section table past it (but inside the file) is not
-    /// checked, and one past the file's end means the file is cut short.
+    /// `bytes` is the file's start; sections listed past it (but inside the file) are not
+    /// judged, and a table running past the file's end means the file is cut short.
     static func peFileSize(_ bytes: [UInt8], fileSize: UInt64) -> UInt64? {
         guard bytes.count >= headerSize, bytes[0] == 0x4D, bytes[1] == 0x5A else { return nil } // "MZ"
         let pe = Int(readLE32(bytes, at: 0x3C))
@@ -81,7 +84,8 @@ public enum ImageLoader {
         for index in 0..<sectionCount {
             let section = table + index * 40
             guard section + 40 <= bytes.count else {
-                return UInt64(section + 40) > fileSize ? UInt64(section + 40) : nil
+                // The rest of the table lies past the bytes read: judge what was read.
+                return UInt64(section + 40) > fileSize ? UInt64(section + 40) : end
             }
             let rawSize = UInt64(readLE32(bytes, at: section + 16))
             let rawPointer = UInt64(readLE32(bytes, at: section + 20))
@@ -90,6 +94,4 @@ public enum ImageLoader {
         return end
     }
 
-    /// MiB, rounded up.
-    static func mib(_ bytes: UInt64) -> UInt64 { (bytes >> 20) + (bytes & 0xF_FFFF == 0 ? 0 : 1) }
 }

@@ -16,23 +16,16 @@ public final class BackgroundJob<Value>: PollSource {
         doneFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard doneFD >= 0 else { throw .lastSystemError("eventfd") }
         self.completion = completion
-        do {
-            thread = try Thread.spawn { [self] in
-                let result = work()
-                lock.withLock { outcome = result }
-                var one: UInt64 = 1
-                _ = CLinux.write(doneFD, &one, 8)
-            }
-        } catch {
-            close(doneFD)
-            throw error
+        // If the thread cannot start, the throw releases this object and deinit closes doneFD.
+        thread = try Thread.spawn { [self] in
+            let result = work()
+            lock.withLock { outcome = result }
+            var one: UInt64 = 1
+            _ = CLinux.write(doneFD, &one, 8)
         }
     }
 
     deinit { close(doneFD) }
-
-    /// True once the completion has run.
-    public var isFinished: Bool { completion == nil }
 
     // MARK: PollSource
 

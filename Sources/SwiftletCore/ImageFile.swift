@@ -62,6 +62,7 @@ public final class ImageFile {
     /// The file's first bytes (up to `headerLimit`) and its size.
     public func header() throws(SwiftletError) -> ImageHeader {
         let count = Int(min(size, UInt64(ImageFile.headerLimit)))
+        guard count > 0 else { return ImageHeader(path: path, bytes: [], fileSize: size) }
         var bytes = [UInt8](repeating: 0, count: count)
         let done = bytes.withUnsafeMutableBytes { readFully(into: $0.baseAddress!, count: count, at: 0) }
         guard done == count else { throw readError(done) }
@@ -102,7 +103,8 @@ public final class ImageFile {
     }
 
     private func readError(_ result: Int) -> SwiftletError {
-        if result < 0 { return .invalidArgument("cannot read \(what) \(path): \(SwiftletError.errnoString(sl_errno()))") }
+        // A read error is the host's (EIO and the like), not the user's.
+        if result < 0 { return .lastSystemError("cannot read \(what) \(path)") }
         return .invalidImage("\(what) \(path) shrank while being read (\(size) bytes when opened)")
     }
 }

@@ -1,14 +1,20 @@
 import CLinux
 
-/// Writes to stderr (Embedded Swift's `print` only reaches stdout).
+/// Writes a line to stderr (Embedded Swift's `print` only reaches stdout). Waits at most a
+/// second for a stalled stderr (a terminal on hold): the VMM's last words must not keep
+/// it from exiting.
 public func printError(_ message: String) {
     var line = message
     line.append("\n")
     var utf8 = Array(line.utf8)
     var offset = 0
     while offset < utf8.count {
+        var ready = pollfd(fd: 2, events: Int16(POLLOUT), revents: 0)
+        let polled = poll(&ready, 1, 1000)
+        if polled < 0 && sl_errno() == EINTR { continue }
+        guard polled > 0 else { return }
         let n = utf8.withUnsafeMutableBytes { CLinux.write(2, $0.baseAddress! + offset, $0.count - offset) }
-        if n <= 0 { if n < 0 && sl_errno() == EINTR { continue }; return }
+        if n <= 0 { if n < 0 && (sl_errno() == EINTR || sl_errno() == EAGAIN) { continue }; return }
         offset += n
     }
 }

@@ -45,12 +45,20 @@ public final class MainLoop {
 
     deinit { close(signalFD) }
 
-    /// Starts `vm`'s vCPUs and attaches the console.
+    /// Starts `vm`'s vCPUs and attaches the console. Refused once the loop is ending (a
+    /// signal came while the VM was being built). If the vCPUs cannot all start, the VM is
+    /// stopped and the loop ends with the error once the threads that did start are joined.
     public func start(_ vm: VM) throws(SwiftletError) {
+        if let exit = exitWithoutVM { throw .guestFailure("not started: the VMM is stopping (\(exit))") }
         self.vm = vm
         stdinOpen = readsStdin && vm.consoleInput != nil
         if stdinOpen { Terminal.enterRawMode() }
-        try vm.start()
+        do {
+            try vm.start()
+        } catch {
+            vm.requestStop(.notStarted(error))
+            throw error
+        }
     }
 
     /// Presses the power button now (API's SendCtrlAltDel); false if the machine has none.

@@ -23,6 +23,9 @@ public struct X86BootPlan {
         let room = lowRAMEnd - Layout.kernel
         guard BzImage.isBzImage(kernel.bytes) else {
             guard initrdSize == nil else { throw .invalidArgument("--initrd needs a bzImage kernel; \(kernel.path) is a raw binary") }
+            guard UInt64(text.utf8.count) < Layout.cmdlineMax else {
+                throw .invalidArgument("--cmdline is \(text.utf8.count) bytes; at most \(Layout.cmdlineMax - 1) fit")
+            }
             guard kernel.fileSize <= room else {
                 throw .invalidImage("kernel \(kernel.path) (\(kernel.fileSize) bytes) does not fit in guest memory at 0x\(hex(Layout.kernel))")
             }
@@ -34,7 +37,7 @@ public struct X86BootPlan {
             throw .invalidArgument("--cmdline is \(text.utf8.count) bytes; this kernel accepts at most \(image.cmdlineSize)")
         }
         guard image.footprint <= room else {
-            throw .invalidImage("kernel \(kernel.path) needs \(mib(Layout.kernel, plus: image.footprint)) MiB of guest memory; raise --memory")
+            throw .invalidImage("kernel \(kernel.path) needs \(mebibytesRoundedUp(saturatingSum(Layout.kernel, image.footprint))) MiB of guest memory; raise --memory")
         }
         let kernelEnd = Layout.kernel + image.footprint
         var initrd: Range<UInt64>?
@@ -42,7 +45,7 @@ public struct X86BootPlan {
             guard initrdSize > 0 else { throw .invalidImage("the initrd is empty") }
             let top = min(lowRAMEnd, UInt64(image.initrdAddressMax) + 1)
             guard initrdSize <= top, (top - initrdSize) & ~0xFFF >= kernelEnd else {
-                throw .invalidArgument("guest memory is too small for the kernel (\(mib(0, plus: image.footprint)) MiB) and the initrd (\(mib(0, plus: initrdSize)) MiB); raise --memory")
+                throw .invalidArgument("guest memory is too small for the kernel (\(mebibytesRoundedUp(image.footprint)) MiB) and the initrd (\(mebibytesRoundedUp(initrdSize)) MiB); raise --memory")
             }
             let start = (top - initrdSize) & ~0xFFF
             initrd = start..<(start + initrdSize)
@@ -50,11 +53,5 @@ public struct X86BootPlan {
         return X86BootPlan(kernelFileOffset: image.payloadOffset, kernelLength: image.payloadSize,
                            entry: Layout.kernel + startup64Offset, bzImage: image,
                            cmdline: Array(text.utf8) + [0], initrd: initrd)
-    }
-
-    /// MiB (rounded up) of `base + size` bytes, saturating instead of overflowing.
-    static func mib(_ base: UInt64, plus size: UInt64) -> UInt64 {
-        let (end, overflow) = base.addingReportingOverflow(size)
-        return overflow ? UInt64.max >> 20 : (end >> 20) + (end & 0xF_FFFF == 0 ? 0 : 1)
     }
 }

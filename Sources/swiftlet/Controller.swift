@@ -41,8 +41,9 @@ final class Controller {
     /// Builds the VM in the background and starts it when built. Without a ticket (the
     /// CLI's --kernel) a failure ends the main loop; with one, it is the request's answer.
     func start(answering ticket: APIServer.Ticket? = nil) throws(SwiftletError) {
-        if self.console == nil { self.console = try ConsoleOutput(fd: 1) }
-        guard let console = self.console else { return }
+        let console: ConsoleOutput
+        if let existing = self.console { console = existing } else { console = try ConsoleOutput(fd: 1) }
+        self.console = console
         let config = self.config, system = self.system
         let job = try BackgroundJob<VM>({ () -> BackgroundJob<VM>.Outcome in
             do throws(SwiftletError) {

@@ -37,6 +37,9 @@ enum RunCommand {
         }
         let loop = try MainLoop()
         let controller = Controller(config: config, system: system, loop: loop, id: "swiftlet-\(getpid())")
+        // The socket file goes on every way out (the handler keeps the server alive, so its
+        // deinit would not run before exit).
+        defer { controller.server?.shutDown() }
         if let path = config.apiSocketPath {
             let api = try APIServer(path: path) { request, ticket in controller.handle(request, ticket) }
             loop.add(api)

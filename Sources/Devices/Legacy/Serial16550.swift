@@ -116,8 +116,8 @@ public final class Serial16550: ByteWideDevice, ConsoleInput {
             }
             updateIRQ()
         }
-        // Outside the lock: the sink may block on a slow reader. In loopback mode the
-        // byte goes nowhere (Linux uses loopback only to probe).
+        // Outside the lock: the sink takes its own. In loopback mode the byte goes nowhere
+        // (Linux uses loopback only to probe).
         if transmit && mcr & MCR_LOOP == 0 { output.write(value) }
         if freedSpace { spaceNotifier?.notify() }
     }
