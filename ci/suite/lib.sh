@@ -48,20 +48,29 @@ vm_many() {
     took=$(seconds_since "$start")
 }
 
-# vm_marked NAME TIMEOUT SWIFTLET-RUN-ARGS...: like vm, and sets marked_at to L1's clock
-# (date +%s) read the moment the guest's SWIFTLET-GUEST-UP line appears, so a check can
-# compare what the guest read then with what L1 read then.
-vm_marked() {
-    name=$1 limit=$2
-    shift 2
+# vm_when NAME TIMEOUT MARKER ACTION SWIFTLET-RUN-ARGS...: like vm, and the moment the
+# guest's output shows MARKER, evaluates ACTION (which may use $pid, swiftlet's). Sets
+# rc/out/err/took.
+vm_when() {
+    name=$1 limit=$2 marker=$3 action=$4
+    shift 4
     out=/tmp/$name.out err=/tmp/$name.err
     start=$(now)
     swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
     pid=$!
-    marked_at=
-    if wait_for "$out" SWIFTLET-GUEST-UP "$limit"; then marked_at=$(date +%s); fi
+    if wait_for "$out" "$marker" "$limit"; then eval "$action"; fi
     wait_or_kill $pid "$limit"
     took=$(seconds_since "$start")
+}
+
+# vm_marked NAME TIMEOUT SWIFTLET-RUN-ARGS...: sets marked_at to L1's clock (date +%s) read
+# the moment the guest's SWIFTLET-GUEST-UP line appears, so a check can compare what the
+# guest read then with what L1 read then.
+vm_marked() {
+    marked_at=
+    n=$1 l=$2
+    shift 2
+    vm_when "$n" "$l" SWIFTLET-GUEST-UP 'marked_at=$(date +%s)' "$@"
 }
 
 # wait_or_kill PID SECONDS: waits for PID; after SECONDS sends SIGTERM (the guest's power
@@ -101,15 +110,9 @@ vm_typing() {
 # vm_sigterm NAME TIMEOUT SWIFTLET-RUN-ARGS...: boots a guest in swiftlet.test=powerkey
 # mode and, once it waits for the power button, sends swiftlet SIGTERM. Sets rc/out/err/took.
 vm_sigterm() {
-    name=$1 limit=$2
+    n=$1 l=$2
     shift 2
-    out=/tmp/$name.out err=/tmp/$name.err
-    start=$(now)
-    swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
-    pid=$!
-    if wait_for "$out" SWIFTLET-GUEST-WAITING "$limit"; then kill -TERM $pid; fi
-    wait_or_kill $pid 60
-    took=$(seconds_since "$start")
+    vm_when "$n" "$l" SWIFTLET-GUEST-WAITING 'kill -TERM $pid' "$@"
 }
 
 # vm_api NAME TIMEOUT KERNEL INITRD BOOT-ARGS: a swiftlet waiting on an API socket, driven
