@@ -77,7 +77,7 @@ public enum ARM64Machine: Machine {
         }
 
         let mmio = Bus(name: "mmio")
-        let consoleSpace = try SpaceNotifier()
+        let consoleSpace = try EventNotifier()
         let uart = PL011(output: console, irq: SPILine(vm: kvm, spi: Layout.pl011SPI), spaceNotifier: consoleSpace)
         let gpio = PL061(irq: SPILine(vm: kvm, spi: Layout.pl061SPI))
         try mmio.insert(uart, base: Layout.pl011, size: Layout.primeCellSize)

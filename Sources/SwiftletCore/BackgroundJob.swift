@@ -6,31 +6,26 @@ import CLinux
 public final class BackgroundJob<Value>: PollSource {
     public typealias Outcome = Result<Value, SwiftletError>
 
-    private let doneFD: Int32
+    private let done: EventNotifier
     private let lock = Lock()
     private var outcome: Outcome?
     private var completion: ((Outcome) -> Void)?
     private var thread: Thread?
 
     public init(_ work: @escaping () -> Outcome, completion: @escaping (Outcome) -> Void) throws(SwiftletError) {
-        doneFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard doneFD >= 0 else { throw .lastSystemError("eventfd") }
+        done = try EventNotifier()
         self.completion = completion
-        // If the thread cannot start, the throw releases this object and deinit closes doneFD.
         thread = try Thread.spawn { [self] in
             let result = work()
             lock.withLock { outcome = result }
-            var one: UInt64 = 1
-            _ = CLinux.write(doneFD, &one, 8)
+            done.notify()
         }
     }
-
-    deinit { close(doneFD) }
 
     // MARK: PollSource
 
     public func pollDescriptors() -> [pollfd] {
-        completion == nil ? [] : [pollfd(fd: doneFD, events: Int16(POLLIN), revents: 0)]
+        completion == nil ? [] : [pollfd(fd: done.fd, events: Int16(POLLIN), revents: 0)]
     }
 
     public func handleEvents(_ fds: [pollfd], now: Int64) {

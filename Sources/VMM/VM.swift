@@ -14,7 +14,7 @@ public final class VM {
     public let exitCounters = ExitCounters()
     /// Where host console input goes, and the eventfd it uses to say it has room again.
     public var consoleInput: (any ConsoleInput)?
-    public var consoleSpace: SpaceNotifier?
+    public var consoleSpace: EventNotifier?
     /// The machine's graceful-shutdown button, pressed on SIGTERM (and by the API).
     public var powerButton: (any PowerButton)?
     /// Bytes of kvm_run past which port-I/O data cannot lie (guards a bogus io.count).

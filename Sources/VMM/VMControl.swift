@@ -12,15 +12,13 @@ public final class VMControl {
     private var firstExit: VMExit?
     private let parking = Condition()
     private var parkedCount = 0
+    private let stopRequested: EventNotifier
     /// Readable once a stop has been requested; the main loop polls it with other fds.
-    public let eventFD: Int32
+    public var eventFD: Int32 { stopRequested.fd }
 
     public init() throws(SwiftletError) {
-        eventFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard eventFD >= 0 else { throw .lastSystemError("eventfd") }
+        stopRequested = try EventNotifier()
     }
-
-    deinit { close(eventFD) }
 
     @inline(__always)
     public var isStopping: Bool { stopping.load(ordering: .acquiring) }
@@ -40,10 +38,7 @@ public final class VMControl {
         parking.lock()
         parking.broadcast()
         parking.unlock()
-        if first {
-            var one: UInt64 = 1
-            _ = CLinux.write(eventFD, &one, 8)
-        }
+        if first { stopRequested.notify() }
     }
 
     /// Called by a vCPU thread that found `isPaused`: waits until resumed or stopped.

@@ -56,7 +56,7 @@ public enum X86Machine: Machine {
         let mmio = Bus(name: "mmio")
         let pio = Bus(name: "pio")
         let resetLine = MachineReset()
-        let consoleSpace = try SpaceNotifier()
+        let consoleSpace = try EventNotifier()
         let serial = Serial16550(output: console, irq: GSILine(vm: kvm, gsi: Layout.serialCOM1IRQ), spaceNotifier: consoleSpace)
         try pio.insert(serial, base: Layout.serialCOM1, size: Serial16550.size)
         let keyboard = I8042(resetLine: resetLine, irq: GSILine(vm: kvm, gsi: Layout.keyboardIRQ))

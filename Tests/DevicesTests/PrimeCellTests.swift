@@ -24,7 +24,7 @@ final class PL011InputTests: XCTestCase {
     }
 
     func testFullFIFOAcceptsNoMoreAndTellsWhenThereIsRoom() throws {
-        let notifier = try SpaceNotifier()
+        let notifier = try EventNotifier()
         let uart = PL011(output: CollectingSink(), spaceNotifier: notifier)
         writeWord(uart, 0x02C, 0x70)
         let text = String(repeating: "a", count: 20)
@@ -169,7 +169,7 @@ final class Serial16550InputTests: XCTestCase {
 
     func testReceivedDataInterruptAndFIFOClearWakesTheHost() throws {
         let irq = UnconnectedInterruptLine()
-        let notifier = try SpaceNotifier()
+        let notifier = try EventNotifier()
         let uart = Serial16550(output: CollectingSink(), irq: irq, spaceNotifier: notifier)
         writeByte(uart, 2, 0x01)                       // FCR: FIFO on (16 deep)
         writeByte(uart, 1, 0x01)                       // IER: received data available

@@ -49,10 +49,10 @@ public final class PL011: BusDevice, ConsoleInput {
     private var ilpr: UInt32 = 0
     private var dmacr: UInt32 = 0
     private var irqLevel = false
-    private let spaceNotifier: SpaceNotifier?
+    private let spaceNotifier: EventNotifier?
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
-                spaceNotifier: SpaceNotifier? = nil) {
+                spaceNotifier: EventNotifier? = nil) {
         self.output = output
         self.irq = irq
         self.spaceNotifier = spaceNotifier

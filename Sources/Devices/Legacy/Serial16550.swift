@@ -37,7 +37,7 @@ public final class Serial16550: ByteWideDevice, ConsoleInput {
 
     private let output: any ConsoleSink
     private let irq: any InterruptLine
-    private let spaceNotifier: SpaceNotifier?
+    private let spaceNotifier: EventNotifier?
     private let lock = Lock()
     private var rxFIFO = InputFIFO(depth: Serial16550.fifoDepth)
     private var ier: UInt8 = 0
@@ -51,7 +51,7 @@ public final class Serial16550: ByteWideDevice, ConsoleInput {
     private var irqLevel = false
 
     public init(output: any ConsoleSink, irq: any InterruptLine = UnconnectedInterruptLine(),
-                spaceNotifier: SpaceNotifier? = nil) {
+                spaceNotifier: EventNotifier? = nil) {
         self.output = output
         self.irq = irq
         self.spaceNotifier = spaceNotifier

@@ -39,7 +39,7 @@ final class Clock {
     var seconds: UInt64 = 1_700_000_000
 }
 
-let notifier = try! SpaceNotifier()
+let notifier = try! EventNotifier()
 
 runFuzzer { buffer in
     var input = FuzzInput(buffer)
