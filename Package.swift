@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "CLinux", linkerSettings: [.linkedLibrary("fdt")]),
         .target(name: "SwiftletCore", dependencies: ["CLinux"]),
         .target(name: "KVM", dependencies: ["CLinux", "SwiftletCore"]),
-        .target(name: "Devices", dependencies: ["SwiftletCore"]),
+        .target(name: "Devices", dependencies: ["CLinux", "SwiftletCore"]),
         .target(name: "VMM", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices"]),
         .target(name: "ARM64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
         .target(name: "X86_64", dependencies: ["CLinux", "SwiftletCore", "KVM", "Devices", "VMM"]),
@@ -27,7 +27,8 @@ let package = Package(
         .testTarget(name: "SwiftletCoreTests", dependencies: ["SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "APITests", dependencies: ["API", "SwiftletCore"], swiftSettings: testSettings),
-        .testTarget(name: "ARM64Tests", dependencies: ["ARM64", "SwiftletCore"], swiftSettings: testSettings),
+        .testTarget(name: "ARM64Tests", dependencies: ["ARM64", "SwiftletCore", "VMM"], swiftSettings: testSettings),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "ARM64", "X86_64", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "X86_64Tests", dependencies: ["X86_64", "KVM", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "IntegrationTests",
                     dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"],
@@ -45,6 +46,8 @@ if Context.environment["SWIFTLET_FUZZ"] == "1" {
     ]
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("devices", ["Devices", "SwiftletCore"]),
+        ("virtqueue", ["Devices", "SwiftletCore"]),
+        ("virtio-blk", ["Devices", "SwiftletCore"]),
         ("http", ["API"]),
         ("json", ["API"]),
         ("routes", ["API", "SwiftletCore"]),

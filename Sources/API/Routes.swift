@@ -10,6 +10,11 @@ import SwiftletCore
 //                           {"action_type": "SendCtrlAltDel"}   after start: graceful shutdown
 //                                                               (the guest's power key / ctrl-alt-del)
 //   PATCH /vm               {"state": "Paused" | "Resumed"}     after start
+//   PUT   /drives/{id}      before start   {"drive_id", "path_on_host", "is_root_device", "is_read_only",
+//                                           "partuuid"?, "cache_type"?, "io_engine"?}
+//                           (a PUT of an existing drive_id replaces it, as in Firecracker)
+//   PATCH /drives/{id}      after start    {"drive_id", "path_on_host"}: media change
+//   PUT   /entropy          before start   {}: a virtio-rng device
 //
 // Successful PUT/PATCH answer 204 No Content. Errors answer {"fault_message": "…"}: 400 for
 // bad bodies (unknown fields, wrong types, out-of-range values, missing required fields) and
@@ -73,6 +78,9 @@ public struct MachineConfig: Equatable {
 public enum APIAction: Equatable, CustomStringConvertible {
     case configureBootSource(BootSourceConfig)
     case configureMachine(MachineConfig)
+    case configureDrive(DiskConfig)
+    case changeMedia(driveID: String, path: String)
+    case configureEntropy
     case start
     case sendCtrlAltDel
     case pause
@@ -85,6 +93,9 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureBootSource(let boot): return "configure boot source (kernel \(boot.kernelImagePath))"
         case .configureMachine(let machine):
             return "configure machine (\(machine.vcpuCount) vCPUs, \(machine.memSizeMiB) MiB)"
+        case .configureDrive(let disk): return "configure drive \(disk.id)"
+        case .changeMedia(let id, _): return "change the media of drive \(id)"
+        case .configureEntropy: return "configure entropy device"
         case .start: return "start"
         case .sendCtrlAltDel: return "send ctrl-alt-del"
         case .pause: return "pause"
@@ -113,10 +124,13 @@ public enum APIRouter {
         Resource(path: "/machine-config", method: "PUT"),
         Resource(path: "/actions", method: "PUT"),
         Resource(path: "/vm", method: "PATCH"),
+        Resource(path: "/entropy", method: "PUT"),
     ]
+    static let drivesPrefix = "/drives/"
 
     /// The action `request` asks for in `state`, or the error to answer.
     public static func route(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
+        if request.path.hasPrefix(drivesPrefix) { return try routeDrive(request, state: state) }
         guard let resource = resources.first(where: { $0.path == request.path }) else {
             throw APIError(status: 404, message: "no such resource: \(printable(request.path))")
         }
@@ -127,6 +141,10 @@ public enum APIRouter {
         switch resource.path {
         case "/": return .describeInstance
         case "/vm/config": return .describeConfig
+        case "/entropy":
+            try requireNotStarted(state, what: "configuring the entropy device")
+            for (name, _) in try body(of: request) where name != "rate_limiter" { throw unknownField(name, in: "entropy") }
+            return .configureEntropy
         case "/boot-source":
             try requireNotStarted(state, what: "configuring the boot source")
             return .configureBootSource(try parseBootSource(try body(of: request)))
@@ -148,6 +166,86 @@ public enum APIRouter {
             }
             return action
         }
+    }
+
+    /// /drives/{drive_id}: PUT before start, PATCH after.
+    private static func routeDrive(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
+        let id = String(request.path.dropFirst(drivesPrefix.count))
+        guard !id.isEmpty, !id.hasSubstring("/") else { throw APIError(status: 404, message: "no such resource: \(printable(request.path))") }
+        switch request.method {
+        case "PUT":
+            try requireNotStarted(state, what: "configuring a drive")
+            let disk = try parseDrive(try body(of: request))
+            guard disk.id == id else { throw .badRequest("drive_id \"\(printable(disk.id))\" differs from the path's \"\(printable(id))\"") }
+            return .configureDrive(disk)
+        case "PATCH":
+            guard state != .notStarted else { throw .badRequest("changing a drive's media is supported after the VM has started; before, PUT the drive again") }
+            let (driveID, path) = try parseDriveUpdate(try body(of: request))
+            guard driveID == id else { throw .badRequest("drive_id \"\(printable(driveID))\" differs from the path's \"\(printable(id))\"") }
+            return .changeMedia(driveID: id, path: path)
+        default:
+            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on /drives/{drive_id}; use PUT or PATCH", allow: "PUT, PATCH")
+        }
+    }
+
+    static func parseDrive(_ members: [(String, JSONValue)]) throws(APIError) -> DiskConfig {
+        var id: String?, path: String?, root: Bool?, readOnly = false
+        var partUUID: String?, cacheType: String?
+        for (name, value) in members {
+            switch name {
+            case "drive_id": id = try driveID(value)
+            case "path_on_host": path = try self.path(value, field: name)
+            case "is_root_device": root = try boolean(value, field: name)
+            case "is_read_only": if value != .null { readOnly = try boolean(value, field: name) }
+            case "partuuid": if value != .null { partUUID = try string(value, field: name) }
+            case "cache_type":
+                let type = try string(value, field: name)
+                guard type == "Unsafe" || type == "Writeback" else { throw .badRequest("cache_type must be \"Unsafe\" or \"Writeback\", got \"\(printable(type))\"") }
+                cacheType = type
+            case "io_engine":
+                guard try string(value, field: name) == "Sync" else { throw .badRequest("io_engine: only \"Sync\" is supported") }
+            case "rate_limiter": break   // accepted; limits arrive with the rate-limiter work
+            default: throw unknownField(name, in: "drive")
+            }
+        }
+        guard let id else { throw .badRequest("missing required field \"drive_id\"") }
+        guard let path else { throw .badRequest("missing required field \"path_on_host\"") }
+        guard let root else { throw .badRequest("missing required field \"is_root_device\"") }
+        var disk = DiskConfig(id: id, path: path, readOnly: readOnly)
+        disk.isRootDevice = root
+        disk.partUUID = partUUID
+        disk.cacheType = cacheType
+        return disk
+    }
+
+    static func parseDriveUpdate(_ members: [(String, JSONValue)]) throws(APIError) -> (String, String) {
+        var id: String?, path: String?
+        for (name, value) in members {
+            switch name {
+            case "drive_id": id = try driveID(value)
+            case "path_on_host": path = try self.path(value, field: name)
+            case "rate_limiter": break
+            default: throw unknownField(name, in: "drive update")
+            }
+        }
+        guard let id else { throw .badRequest("missing required field \"drive_id\"") }
+        guard let path else { throw .badRequest("only path_on_host can be changed after start; missing \"path_on_host\"") }
+        return (id, path)
+    }
+
+    /// Firecracker's drive ids: letters, digits and underscores, at most 64.
+    private static func driveID(_ value: JSONValue) throws(APIError) -> String {
+        let id = try string(value, field: "drive_id")
+        guard !id.isEmpty, id.utf8.count <= VMConfig.maxDriveIDLength,
+              id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }) else {
+            throw .badRequest("drive_id must be 1 to \(VMConfig.maxDriveIDLength) letters, digits, '_' or '-'")
+        }
+        return id
+    }
+
+    private static func boolean(_ value: JSONValue, field: String) throws(APIError) -> Bool {
+        guard case .bool(let flag) = value else { throw .badRequest("\(field) must be a boolean, got \(value.typeName)") }
+        return flag
     }
 
     private static func requireNotStarted(_ state: InstanceState, what: String) throws(APIError) {
@@ -293,6 +391,20 @@ public enum APIRouter {
             ("mem_size_mib", .integer(Int64(clamping: config.memoryMiB))),
             ("smt", .bool(false)),
         ]
-        return .object([("boot-source", .object(boot)), ("machine-config", .object(machine))])
+        var drives: [JSONValue] = []
+        for disk in config.disks {
+            var members: [(String, JSONValue)] = [
+                ("drive_id", .string(disk.id)),
+                ("path_on_host", .string(disk.path)),
+                ("is_root_device", .bool(disk.isRootDevice)),
+                ("is_read_only", .bool(disk.readOnly)),
+            ]
+            if let uuid = disk.partUUID { members.append(("partuuid", .string(uuid))) }
+            members.append(("cache_type", .string(disk.cacheType ?? "Unsafe")))
+            members.append(("io_engine", .string("Sync")))
+            drives.append(.object(members))
+        }
+        return .object([("boot-source", .object(boot)), ("machine-config", .object(machine)),
+                        ("drives", .array(drives)), ("entropy", config.entropy ? .object([]) : .null)])
     }
 }

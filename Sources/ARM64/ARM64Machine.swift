@@ -5,13 +5,28 @@ import SwiftletCore
 import VMM
 
 /// The arm64 machine: QEMU virt's memory map, an in-kernel vGIC, PL011 console, PSCI
-/// through KVM, and a device tree generated for each guest.
+/// through KVM, and a device tree generated for each guest from the device records.
 public enum ARM64Machine: Machine {
     public static let name = "arm64"
+    public static let defaultCmdline = "console=ttyAMA0 panic=-1"
 
-    /// Checks what can be checked before touching KVM, and lays out RAM.
-    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (kernel: ImageFile, initrd: ImageFile?, boot: BootPlan) {
-        try config.validate()
+    /// virtio-mmio windows of 0x200 from 0x0A00_0000, SPI 16 + n (QEMU virt's 32 slots).
+    public static let virtioSlots = VirtioSlots(base: Layout.virtioMMIO, stride: Layout.virtioMMIOStride,
+                                                irqs: (0..<Layout.virtioMMIOSlots).map { Layout.virtioMMIOFirstSPI + $0 })
+
+    public static func addFixedDevices(to devices: inout DeviceManager, config: VMConfig) throws(SwiftletError) {
+        try devices.addFixed(.pl011, .mmio, base: Layout.pl011, size: Layout.primeCellSize, irq: Layout.pl011SPI)
+        try devices.addFixed(.pl031, .mmio, base: Layout.pl031, size: Layout.primeCellSize, irq: Layout.pl031SPI)
+        try devices.addFixed(.pl061, .mmio, base: Layout.pl061, size: Layout.primeCellSize, irq: Layout.pl061SPI)
+    }
+
+    public struct BootPlan {
+        let kernel: ImageFile
+        let initrd: ImageFile?
+        let layout: ARM64.BootPlan
+    }
+
+    public static func plan(_ config: VMConfig, devices: DeviceManager) throws(SwiftletError) -> BootPlan {
         guard config.cpus <= Layout.maxVCPUs else {
             throw .invalidArgument("--cpus \(config.cpus): the GICv3 redistributor window holds at most \(Layout.maxVCPUs) vCPUs")
         }
@@ -19,15 +34,20 @@ public enum ARM64Machine: Machine {
         let kernel = try ImageFile.open(kernelPath, what: "kernel")
         let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
         let placement = try ImageLoader.place(try kernel.header(), ramBase: Layout.ramBase, ramSize: config.memoryBytes)
-        let boot = try BootPlan.make(kernel: placement, initrdSize: initrd?.size,
-                                     ramBase: Layout.ramBase, ramSize: config.memoryBytes)
-        return (kernel, initrd, boot)
+        let layout = try ARM64.BootPlan.make(kernel: placement, initrdSize: initrd?.size,
+                                             ramBase: Layout.ramBase, ramSize: config.memoryBytes)
+        return BootPlan(kernel: kernel, initrd: initrd, layout: layout)
     }
 
-    public static func deviceTree(_ config: VMConfig, boot: BootPlan, gic: GICVersion, rngSeed: [UInt8]) throws(SwiftletError) -> [UInt8] {
-        var tree = DeviceTreeConfig(cpus: config.cpus, memorySize: config.memoryBytes)
+    public static func ramRegions(_ config: VMConfig) -> [GuestMemory.Region] {
+        [.init(guestBase: Layout.ramBase, size: config.memoryBytes)]
+    }
+
+    public static func deviceTree(_ config: VMConfig, devices: DeviceManager, boot: ARM64.BootPlan, gic: GICVersion,
+                                  rngSeed: [UInt8]) throws(SwiftletError) -> [UInt8] {
+        var tree = DeviceTreeConfig(cpus: config.cpus, memorySize: config.memoryBytes, devices: devices.records)
         tree.gic = gic
-        tree.bootargs = config.cmdline ?? defaultCmdline
+        tree.bootargs = config.bootArguments(default: defaultCmdline)
         tree.initrdRange = boot.initrd
         tree.rngSeed = rngSeed
         tree.pmu = config.pmu
@@ -38,25 +58,22 @@ public enum ARM64Machine: Machine {
 
     /// The DTB `build` would give the guest: GICv3 if this host's KVM can create one.
     public static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8] {
-        let (_, _, boot) = try plan(config)
+        try config.validate()
+        let records = try devices(config)
+        let boot = try plan(config, devices: records)
         #if arch(arm64)
         let probe = try system.createVM()
         let gic = try VGIC.probe(vm: probe, cpus: config.cpus)
         #else
         let gic = GICVersion.v3
         #endif
-        return try deviceTree(config, boot: boot, gic: gic, rngSeed: randomBytes(32))
+        return try deviceTree(config, devices: records, boot: boot.layout, gic: gic, rngSeed: randomBytes(32))
     }
 
-    public static let defaultCmdline = "console=ttyAMA0 panic=-1"
+    public static func prepare(_ kvm: KVMVM) throws(SwiftletError) {}
 
-    public static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM {
+    public static func createVCPUs(_ kvm: KVMVM, config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [KVMVCPU] {
         #if arch(arm64)
-        let (kernel, initrd, boot) = try plan(config)
-        let memory = try GuestMemory(regions: [.init(guestBase: Layout.ramBase, size: config.memoryBytes)])
-        let kvm = try system.createVM()
-        try kvm.map(memory)
-
         let target = try kvm.preferredTarget()
         let optional = try CPUFeatures.requested(config, check: { kvm.check($0) })
         var vcpus: [KVMVCPU] = []
@@ -69,40 +86,65 @@ public enum ARM64Machine: Machine {
             if config.sve { try vcpu.finalize(feature: Int32(CPUFeatures.sve)) }
             vcpus.append(vcpu)
         }
+        return vcpus
+        #else
+        throw .unsupported("the arm64 machine runs on arm64 hosts only")
+        #endif
+    }
+
+    public static func createInterruptController(_ kvm: KVMVM, vcpus: [KVMVCPU], config: VMConfig,
+                                                 devices: MachineDevices) throws(SwiftletError) -> GICVersion {
+        #if arch(arm64)
         let gic = try VGIC(vm: kvm, cpus: config.cpus)
         try gic.finalize()
+        devices.retain(gic)
         if config.pmu {
             // The PMU's overflow interrupt (a PPI) is set after the vGIC is initialised.
             for vcpu in vcpus { try CPUFeatures.initializePMU(vcpu) }
         }
+        return gic.version
+        #else
+        throw .unsupported("the arm64 machine runs on arm64 hosts only")
+        #endif
+    }
 
-        let mmio = Bus(name: "mmio")
-        let consoleSpace = try EventNotifier()
-        let uart = PL011(output: console, irq: SPILine(vm: kvm, spi: Layout.pl011SPI), spaceNotifier: consoleSpace)
-        let gpio = PL061(irq: SPILine(vm: kvm, spi: Layout.pl061SPI))
-        try mmio.insert(uart, base: Layout.pl011, size: Layout.primeCellSize)
-        try mmio.insert(PL031(irq: SPILine(vm: kvm, spi: Layout.pl031SPI), now: wallClockSeconds),
-                        base: Layout.pl031, size: Layout.primeCellSize)
-        try mmio.insert(gpio, base: Layout.pl061, size: Layout.primeCellSize)
+    public static func interruptLine(_ kvm: KVMVM, irq: UInt32) -> any InterruptLine { SPILine(vm: kvm, spi: irq) }
 
-        let dtb = try deviceTree(config, boot: boot, gic: gic.version, rngSeed: randomBytes(32))
-        try kernel.copy(into: memory, at: boot.kernel.loadAddress, length: kernel.size)
-        if let initrd, let range = boot.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
-        try memory.write(dtb, at: boot.dtbAddress)
+    public static func attachFixed(_ record: DeviceRecord, to devices: MachineDevices) throws(SwiftletError) {
+        let line = interruptLine(devices.kvm, irq: record.irq ?? 0)
+        switch record.kind {
+        case .pl011:
+            let space = try EventNotifier()
+            let uart = PL011(output: devices.console, irq: line, spaceNotifier: space)
+            try devices.insert(uart, at: record)
+            devices.consoleInput = uart
+            devices.consoleSpace = space
+        case .pl031:
+            try devices.insert(PL031(irq: line, now: wallClockSeconds), at: record)
+        case .pl061:
+            let gpio = PL061(irq: line)
+            try devices.insert(gpio, at: record)
+            devices.powerButton = GPIOPowerKey(gpio: gpio)
+        default:
+            throw .invalidArgument("the arm64 machine has no \(record.kind) device")
+        }
+    }
+
+    public static func boot(_ plan: BootPlan, vcpus: [KVMVCPU], memory: GuestMemory, devices: DeviceManager,
+                            interruptController gic: GICVersion, config: VMConfig) throws(SwiftletError) {
+        #if arch(arm64)
+        let layout = plan.layout
+        let dtb = try deviceTree(config, devices: devices, boot: layout, gic: gic, rngSeed: randomBytes(32))
+        try plan.kernel.copy(into: memory, at: layout.kernel.loadAddress, length: plan.kernel.size)
+        if let initrd = plan.initrd, let range = layout.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
+        try memory.write(dtb, at: layout.dtbAddress)
 
         // booting.rst: x0 = DTB, x1-x3 = 0, PC = entry, EL1h with D, A, I and F masked.
         let boot0 = vcpus[0]
-        try boot0.setOneReg(sl_arm64_reg_x(0), boot.dtbAddress)
+        try boot0.setOneReg(sl_arm64_reg_x(0), layout.dtbAddress)
         for n in 1...3 { try boot0.setOneReg(sl_arm64_reg_x(Int32(n)), 0) }
-        try boot0.setOneReg(sl_arm64_reg_pc(), boot.kernel.entry)
+        try boot0.setOneReg(sl_arm64_reg_pc(), layout.kernel.entry)
         try boot0.setOneReg(sl_arm64_reg_pstate(), PSTATE_EL1H_DAIF_MASKED)
-
-        let vm = try VM(kvm: kvm, memory: memory, mmioBus: mmio, pioBus: Bus(name: "pio"), vcpus: vcpus)
-        vm.retain(gic)
-        vm.consoleInput = uart
-        vm.consoleSpace = consoleSpace
-        vm.powerButton = GPIOPowerKey(gpio: gpio)
-        return vm
         #else
         throw .unsupported("the arm64 machine runs on arm64 hosts only")
         #endif

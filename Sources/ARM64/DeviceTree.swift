@@ -1,4 +1,5 @@
 import SwiftletCore
+import VMM
 
 public enum GICVersion: Equatable {
     case v3
@@ -20,10 +21,20 @@ public struct DeviceTreeConfig: Equatable {
     /// Entropy for the guest's early RNG (chosen/rng-seed).
     public var rngSeed: [UInt8] = []
     public var pmu = false
+    /// The devices, each becoming its node (ARM64Machine.devices gives a VM's records).
+    public var devices: [DeviceRecord]
 
-    public init(cpus: Int, memorySize: UInt64) {
+    public init(cpus: Int, memorySize: UInt64, devices: [DeviceRecord] = DeviceTreeConfig.fixedDevices) {
         self.cpus = cpus
         self.memorySize = memorySize
+        self.devices = devices
+    }
+
+    /// The machine's fixed devices alone (no virtio): what a VM without disks or rng gets.
+    public static var fixedDevices: [DeviceRecord] {
+        var manager = DeviceManager(virtio: ARM64Machine.virtioSlots)
+        do { try ARM64Machine.addFixedDevices(to: &manager, config: VMConfig()) } catch { return [] }
+        return manager.records
     }
 }
 
@@ -66,10 +77,13 @@ public enum DeviceTree {
         try fdt.property("#size-cells", u32: 2)
         try fdt.property("interrupt-parent", u32: Phandle.gic)
 
-        try chosen(fdt, config)
-        try fdt.beginNode("aliases")
-        try fdt.property("serial0", string: "/pl011@\(hex(Layout.pl011))")
-        try fdt.endNode()
+        let console = config.devices.first { $0.kind == .pl011 }.map { "/pl011@\(hex($0.base))" }
+        try chosen(fdt, config, console: console)
+        if let console {
+            try fdt.beginNode("aliases")
+            try fdt.property("serial0", string: console)
+            try fdt.endNode()
+        }
 
         try fdt.beginNode("memory@\(hex(Layout.ramBase))")
         try fdt.property("device_type", string: "memory")
@@ -99,17 +113,40 @@ public enum DeviceTree {
         try fdt.property("phandle", u32: Phandle.apbClock)
         try fdt.endNode()
 
-        try primeCell(fdt, name: "pl011", base: Layout.pl011, compatible: "arm,pl011", spi: Layout.pl011SPI,
-                      clockNames: ["uartclk", "apb_pclk"])
-        try primeCell(fdt, name: "pl031", base: Layout.pl031, compatible: "arm,pl031", spi: Layout.pl031SPI,
-                      clockNames: ["apb_pclk"])
-        try primeCell(fdt, name: "pl061", base: Layout.pl061, compatible: "arm,pl061", spi: Layout.pl061SPI,
-                      clockNames: ["apb_pclk"]) { () throws(SwiftletError) in
-            try fdt.property("gpio-controller")
-            try fdt.property("#gpio-cells", u32: 2)
-            try fdt.property("phandle", u32: Phandle.gpio)
-        }
+        for record in config.devices { try node(fdt, record) }
+        if config.devices.contains(where: { $0.kind == .pl061 }) { try powerKey(fdt) }
 
+        try fdt.endNode()
+        return try fdt.finish()
+    }
+
+    /// The node of one device record.
+    private static func node(_ fdt: FDTWriter, _ record: DeviceRecord) throws(SwiftletError) {
+        switch record.kind {
+        case .pl011:
+            try primeCell(fdt, "pl011", record, compatible: "arm,pl011", clockNames: ["uartclk", "apb_pclk"])
+        case .pl031:
+            try primeCell(fdt, "pl031", record, compatible: "arm,pl031", clockNames: ["apb_pclk"])
+        case .pl061:
+            try primeCell(fdt, "pl061", record, compatible: "arm,pl061", clockNames: ["apb_pclk"]) { () throws(SwiftletError) in
+                try fdt.property("gpio-controller")
+                try fdt.property("#gpio-cells", u32: 2)
+                try fdt.property("phandle", u32: Phandle.gpio)
+            }
+        case .virtioBlock, .virtioEntropy:
+            // Edge-triggered: the VMM signals virtio interrupts through KVM irqfds (as QEMU virt declares them).
+            try fdt.beginNode("virtio_mmio@\(hex(record.base))")
+            try fdt.property("compatible", string: "virtio,mmio")
+            try fdt.property("reg", u64s: [record.base, record.size])
+            try fdt.property("interrupts", cells: [GIC_SPI, record.irq ?? 0, IRQ_TYPE_EDGE_RISING])
+            try fdt.property("dma-coherent")
+            try fdt.endNode()
+        case .serial16550, .i8042, .cmos:
+            throw .invalidArgument("the arm64 device tree has no node for a \(record.kind)")
+        }
+    }
+
+    private static func powerKey(_ fdt: FDTWriter) throws(SwiftletError) {
         try fdt.beginNode("gpio-keys")
         try fdt.property("compatible", string: "gpio-keys")
         try fdt.beginNode("poweroff")
@@ -118,15 +155,12 @@ public enum DeviceTree {
         try fdt.property("gpios", cells: [Phandle.gpio, powerKeyGPIOLine, GPIO_ACTIVE_HIGH])
         try fdt.endNode()
         try fdt.endNode()
-
-        try fdt.endNode()
-        return try fdt.finish()
     }
 
-    private static func chosen(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+    private static func chosen(_ fdt: FDTWriter, _ config: DeviceTreeConfig, console: String?) throws(SwiftletError) {
         try fdt.beginNode("chosen")
         try fdt.property("bootargs", string: config.bootargs)
-        try fdt.property("stdout-path", string: "/pl011@\(hex(Layout.pl011))")
+        if let console { try fdt.property("stdout-path", string: console) }
         if let initrd = config.initrdRange {
             try fdt.property("linux,initrd-start", u64: initrd.lowerBound)
             try fdt.property("linux,initrd-end", u64: initrd.upperBound)
@@ -190,12 +224,12 @@ public enum DeviceTree {
         return ((1 << UInt32(min(config.cpus, 8))) - 1) << 8 | IRQ_TYPE_LEVEL_HIGH
     }
 
-    private static func primeCell(_ fdt: FDTWriter, name: String, base: UInt64, compatible: String, spi: UInt32,
+    private static func primeCell(_ fdt: FDTWriter, _ name: String, _ record: DeviceRecord, compatible: String,
                                   clockNames: [String], extra: () throws(SwiftletError) -> Void = {}) throws(SwiftletError) {
-        try fdt.beginNode("\(name)@\(hex(base))")
+        try fdt.beginNode("\(name)@\(hex(record.base))")
         try fdt.property("compatible", strings: [compatible, "arm,primecell"])
-        try fdt.property("reg", u64s: [base, Layout.primeCellSize])
-        try fdt.property("interrupts", cells: [GIC_SPI, spi, IRQ_TYPE_LEVEL_HIGH])
+        try fdt.property("reg", u64s: [record.base, record.size])
+        try fdt.property("interrupts", cells: [GIC_SPI, record.irq ?? 0, IRQ_TYPE_LEVEL_HIGH])
         try fdt.property("clocks", cells: [UInt32](repeating: Phandle.apbClock, count: clockNames.count))
         try fdt.property("clock-names", strings: clockNames)
         try extra()

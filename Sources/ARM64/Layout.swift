@@ -18,6 +18,9 @@ public enum Layout {
     public static let pl061SPI: UInt32 = 7
     public static let primeCellSize: UInt64 = 0x1000
     public static let virtioMMIO: UInt64 = 0x0A00_0000
+    public static let virtioMMIOStride: UInt64 = 0x200
+    public static let virtioMMIOSlots: UInt32 = 32
+    public static let virtioMMIOFirstSPI: UInt32 = 16
     public static let ramBase: UInt64 = 0x4000_0000
     /// Images without an arm64 Image header (raw test binaries) load here.
     public static let rawImageOffset: UInt64 = 0x8_0000

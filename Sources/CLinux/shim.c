@@ -58,3 +58,7 @@ int sl_join_within(pthread_t thread, long milliseconds) {
     if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec += 1; deadline.tv_nsec -= 1000000000L; }
     return pthread_timedjoin_np(thread, NULL, &deadline);
 }
+
+int sl_fallocate(int fd, int mode, off_t offset, off_t length) {
+    return fallocate(fd, mode, offset, length);
+}

@@ -5,30 +5,27 @@ import SwiftletCore
 public final class KVMVCPU {
     public let fd: Int32
     public let id: Int
-    public let run: UnsafeMutablePointer<kvm_run>
-    private let runSize: Int
+    /// The mmap'd kvm_run; only this module reads it (the run loop gets a `VCPUExit`).
+    let runPage: UnsafeMutablePointer<kvm_run>
+    let runSize: Int
 
     init(fd: Int32, id: Int, run: UnsafeMutablePointer<kvm_run>, runSize: Int) {
         self.fd = fd
         self.id = id
-        self.run = run
+        self.runPage = run
         self.runSize = runSize
     }
 
     deinit {
-        munmap(run, runSize)
+        munmap(runPage, runSize)
         close(fd)
     }
 
-    /// One KVM_RUN. Returns 0, or the errno (EINTR/EAGAIN when kicked).
-    @inline(__always)
-    public func runOnce() -> Int32 {
-        sl_ioctl_value(fd, SL_KVM_RUN, 0) == 0 ? 0 : sl_errno()
-    }
+    public func setImmediateExit(_ on: Bool) { sl_run_set_immediate_exit(runPage, on ? 1 : 0) }
 
-    public var exitReason: UInt32 { sl_run_exit_reason(run) }
-
-    public func setImmediateExit(_ on: Bool) { sl_run_set_immediate_exit(run, on ? 1 : 0) }
+    /// Makes this thread the one a kick signal (VM.kickSignal) stops: the signal handler
+    /// sets immediate_exit on this vCPU's kvm_run. Call on the vCPU's thread; nil undoes it.
+    public func bindKickToThisThread(_ bound: Bool) { sl_vcpu_thread_set_run(bound ? runPage : nil) }
 
     public func setMPState(_ state: UInt32) throws(SwiftletError) {
         var mp = kvm_mp_state(mp_state: state)

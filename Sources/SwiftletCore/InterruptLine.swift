@@ -14,3 +14,17 @@ public final class UnconnectedInterruptLine: InterruptLine {
         level = high
     }
 }
+
+/// An edge-triggered interrupt a device raises once per event (virtio's used-buffer and
+/// configuration-change notices). The VMM backs it with a KVM irqfd where KVM has one, so
+/// raising it from an I/O thread is one eventfd write and no ioctl.
+public protocol EdgeInterrupt: AnyObject {
+    func trigger()
+}
+
+/// Counts edges, for devices built without a wired interrupt (unit tests).
+public final class CountingEdgeInterrupt: EdgeInterrupt {
+    public private(set) var count = 0
+    public init() {}
+    public func trigger() { count += 1 }
+}

@@ -13,6 +13,11 @@ public enum RunOptions {
       --cmdline STRING     kernel command line
       --cpus N             number of vCPUs, one thread each (default 1)
       --memory MIB         guest RAM in MiB (default 256); also accepts a K, M or G suffix
+      --disk path=FILE[,readonly=on][,id=ID]
+                           a virtio-blk disk on a raw image file or block device
+                           (repeatable: the first is /dev/vda); opened exclusively when
+                           writable; ID is its serial and API drive_id (default diskN)
+      --rng                a virtio-rng device fed from the host's getrandom
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
                            --kernel, wait to be configured through it
@@ -62,6 +67,8 @@ public enum RunOptions {
             case "--memory": config.memoryMiB = try parseMiB(try next())
             case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
+            case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))
+            case "--rng": config.entropy = true
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true
@@ -76,6 +83,32 @@ public enum RunOptions {
         }
         try config.validate()
         return .run(config)
+    }
+
+    /// `path=FILE[,readonly=on|off][,id=ID]` (Cloud Hypervisor's shape).
+    static func parseDisk(_ text: String, index: Int) throws(SwiftletError) -> DiskConfig {
+        var path: String?
+        var readOnly = false
+        var id = "disk\(index)"
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let equals = item.firstIndex(of: "=") else {
+                throw .invalidArgument("--disk: expected key=value, got '\(item)' (see swiftlet run --help)")
+            }
+            let key = String(item[..<equals]), value = String(item[item.index(after: equals)...])
+            switch key {
+            case "path": path = try nonEmpty(value, "--disk path")
+            case "readonly":
+                switch value {
+                case "on", "true": readOnly = true
+                case "off", "false": readOnly = false
+                default: throw .invalidArgument("--disk readonly= takes on or off, got '\(value)'")
+                }
+            case "id": id = try nonEmpty(value, "--disk id")
+            default: throw .invalidArgument("--disk: unknown key '\(key)' (path, readonly, id)")
+            }
+        }
+        guard let path else { throw .invalidArgument("--disk needs path=FILE") }
+        return DiskConfig(id: id, path: path, readOnly: readOnly)
     }
 
     static func nonEmpty(_ value: String, _ flag: String) throws(SwiftletError) -> String {

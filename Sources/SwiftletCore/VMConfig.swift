@@ -11,6 +11,10 @@ public struct VMConfig: Equatable {
     public var pmu = false
     public var sve = false
     public var pointerAuthentication = false
+    /// virtio-blk disks, in the order the guest sees them (the first is vda).
+    public var disks: [DiskConfig] = []
+    /// A virtio-rng device fed from the host's getrandom.
+    public var entropy = false
 
     public init() {}
 
@@ -18,6 +22,24 @@ public struct VMConfig: Equatable {
     public static let minMemoryMiB: UInt64 = 2
 
     public var memoryBytes: UInt64 { memoryMiB << 20 }
+    public static let maxDriveIDLength = 64
+
+    /// Adds a disk, or replaces the one with its id (the API's PUT /drives). The root
+    /// device goes first, so that it is /dev/vda.
+    public mutating func setDisk(_ disk: DiskConfig) {
+        if let index = disks.firstIndex(where: { $0.id == disk.id }) { disks.remove(at: index) }
+        if disk.isRootDevice { disks.insert(disk, at: 0) } else { disks.append(disk) }
+    }
+
+    /// The kernel command line: the user's (or the machine's default), plus the root
+    /// device when a disk is marked as root (Firecracker's is_root_device) and the line
+    /// names none itself. The root disk is always the first, /dev/vda.
+    public func bootArguments(default machineDefault: String) -> String {
+        let base = cmdline ?? machineDefault
+        guard let root = disks.first, root.isRootDevice, !base.hasPrefix("root="), !base.hasSubstring(" root=") else { return base }
+        let device = root.partUUID.map { "root=PARTUUID=\($0)" } ?? "root=/dev/vda"
+        return base + " " + device + (root.readOnly ? " ro" : " rw")
+    }
 
     /// Checks sizes and counts that do not depend on the architecture.
     public func validate() throws(SwiftletError) {
@@ -27,5 +49,34 @@ public struct VMConfig: Equatable {
         guard memoryMiB >= VMConfig.minMemoryMiB, memoryMiB <= (1 << 20) else {
             throw .invalidArgument("--memory must be between \(VMConfig.minMemoryMiB) MiB and 1 TiB, got \(memoryMiB) MiB")
         }
+        for (index, disk) in disks.enumerated() {
+            guard !disk.id.isEmpty, disk.id.utf8.count <= VMConfig.maxDriveIDLength else {
+                throw .invalidArgument("disk id '\(disk.id)' must be 1 to \(VMConfig.maxDriveIDLength) characters")
+            }
+            if disks[..<index].contains(where: { $0.id == disk.id }) {
+                throw .invalidArgument("disk id '\(disk.id)' is used twice")
+            }
+        }
+        guard disks.filter({ $0.isRootDevice }).count <= 1 else { throw .invalidArgument("only one disk can be the root device") }
+    }
+}
+
+/// One virtio-blk disk (CLI `--disk`, API `PUT /drives/{drive_id}`).
+public struct DiskConfig: Equatable {
+    /// drive_id: names the disk in the API, and is its serial (GET_ID) unless too long.
+    public var id: String
+    public var path: String
+    public var readOnly = false
+    /// API only: the guest's root device (root=/dev/vda is up to the boot arguments).
+    public var isRootDevice = false
+    public var partUUID: String?
+    /// Firecracker's cache_type ("Unsafe" or "Writeback"), kept for GET /vm/config;
+    /// Swiftlet offers the guest flushes and honours each one with fdatasync either way.
+    public var cacheType: String?
+
+    public init(id: String, path: String, readOnly: Bool = false) {
+        self.id = id
+        self.path = path
+        self.readOnly = readOnly
     }
 }

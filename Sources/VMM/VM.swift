@@ -7,40 +7,32 @@ import SwiftletCore
 public final class VM {
     public let kvm: KVMVM
     public let memory: GuestMemory
-    public let mmioBus: Bus
-    public let pioBus: Bus
     public let vcpus: [KVMVCPU]
+    public let devices: MachineDevices
     public let control: VMControl
     public let exitCounters = ExitCounters()
-    /// Where host console input goes, and the eventfd it uses to say it has room again.
-    public var consoleInput: (any ConsoleInput)?
-    public var consoleSpace: EventNotifier?
-    /// The machine's graceful-shutdown button, pressed on SIGTERM (and by the API).
-    public var powerButton: (any PowerButton)?
-    /// Bytes of kvm_run past which port-I/O data cannot lie (guards a bogus io.count).
-    let kvmRunDataLimit: Int
+    public var mmioBus: Bus { devices.mmioBus }
+    public var pioBus: Bus { devices.pioBus }
+    public var consoleInput: (any ConsoleInput)? { devices.consoleInput }
+    public var consoleSpace: EventNotifier? { devices.consoleSpace }
+    public var powerButton: (any PowerButton)? { devices.powerButton }
     private var threads: [Thread] = []
-    private var keptAlive: [AnyObject] = []
 
     /// The signal that kicks a vCPU thread out of KVM_RUN.
     public static let kickSignal: Int32 = SIGUSR1
 
-    public init(kvm: KVMVM, memory: GuestMemory, mmioBus: Bus, pioBus: Bus, vcpus: [KVMVCPU]) throws(SwiftletError) {
+    init(kvm: KVMVM, memory: GuestMemory, devices: MachineDevices, vcpus: [KVMVCPU]) {
         self.kvm = kvm
         self.memory = memory
-        self.mmioBus = mmioBus
-        self.pioBus = pioBus
+        self.devices = devices
         self.vcpus = vcpus
-        self.control = try VMControl()
-        self.kvmRunDataLimit = kvm.system.vcpuMmapSize
+        self.control = devices.control
     }
-
-    /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
-    public func retain(_ object: AnyObject) { keptAlive.append(object) }
 
     /// Starts one thread per vCPU. Call from the main thread after `MainLoop.blockSignals()`.
     public func start() throws(SwiftletError) {
         guard sl_install_kick_handler(VM.kickSignal) == 0 else { throw .lastSystemError("sigaction") }
+        try devices.ioThread.start()
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, vm: self)
             do {
@@ -85,6 +77,8 @@ public final class VM {
             }
         }
         threads.removeAll()
+        // With every vCPU stopped nothing new reaches the devices; let the I/O in flight end.
+        devices.ioThread.stop()
     }
 
     static let joinTimeoutMs: Int64 = 5000

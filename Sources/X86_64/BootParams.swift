@@ -1,6 +1,7 @@
 import SwiftletCore
 
 // struct boot_params ("zero page") offsets (arch/x86/include/uapi/asm/bootparam.h).
+private let ACPI_RSDP_ADDR = 0x070 // boot protocol 2.14; older kernels ignore it
 private let EXT_RAMDISK_IMAGE = 0x0C0
 private let EXT_RAMDISK_SIZE = 0x0C4
 private let EXT_CMD_LINE_PTR = 0x0C8
@@ -46,7 +47,7 @@ public enum BootParams {
     }
 
     public static func make(image: BzImage, cmdlineAddress: UInt64, initrd: Range<UInt64>?,
-                            e820: [E820Entry]) -> [UInt8] {
+                            e820: [E820Entry], acpiRSDP: UInt64? = nil) -> [UInt8] {
         var page = [UInt8](repeating: 0, count: 4096)
         for offset in SETUP_HEADER..<image.headerEnd { page[offset] = image.header[offset] }
         page[TYPE_OF_LOADER] = LOADER_UNDEFINED
@@ -61,6 +62,8 @@ public enum BootParams {
             writeLE(UInt32(truncatingIfNeeded: size), into: &page, at: RAMDISK_SIZE)
             writeLE(UInt32(truncatingIfNeeded: size >> 32), into: &page, at: EXT_RAMDISK_SIZE)
         }
+        // Tells Linux where the RSDP is, so it need not scan the BIOS area for it.
+        if let acpiRSDP { writeLE(acpiRSDP, into: &page, at: ACPI_RSDP_ADDR) }
         let entries = e820.prefix(E820_MAX_ENTRIES)
         page[E820_ENTRIES] = UInt8(entries.count)
         for (i, entry) in entries.enumerated() {

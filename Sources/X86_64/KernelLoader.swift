@@ -15,8 +15,12 @@ public struct X86BootPlan {
     public static let defaultCmdline = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux"
     static let startup64Offset: UInt64 = 0x200
 
-    public static func make(kernel: ImageHeader, initrdSize: UInt64?, cmdline: String?, lowRAMEnd: UInt64) throws(SwiftletError) -> X86BootPlan {
-        let text = cmdline ?? defaultCmdline
+    /// `deviceArguments` (the device manager's `virtio_mmio.device=` list) follow the
+    /// user's command line, and count against the kernel's limit like it.
+    public static func make(kernel: ImageHeader, initrdSize: UInt64?, cmdline: String?, deviceArguments: String = "",
+                            lowRAMEnd: UInt64) throws(SwiftletError) -> X86BootPlan {
+        let base = cmdline ?? defaultCmdline
+        let text = deviceArguments.isEmpty ? base : base.isEmpty ? deviceArguments : base + " " + deviceArguments
         guard kernel.fileSize > 0 else { throw .invalidImage("kernel \(kernel.path) is empty") }
         try ImageFormat.requireBootable(kernel.bytes, path: kernel.path, expected: .bzImage, name: "a bzImage")
         guard lowRAMEnd > Layout.kernel else { throw .invalidArgument("guest memory ends below the kernel's load address 0x\(hex(Layout.kernel)); raise --memory") }

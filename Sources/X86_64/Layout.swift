@@ -9,6 +9,9 @@ enum Layout {
     static let cmdline: UInt64 = 0x20000
     static let cmdlineMax: UInt64 = 0x10000
     static let mpTable: UInt64 = BootParams.ebdaStart
+    /// ACPI tables (RSDP first): in the e820-reserved range below 1 MiB, where Linux's legacy
+    /// RSDP scan (0xE0000–0xFFFFF) also looks; at most ACPITables.maxSize bytes.
+    static let acpiTables: UInt64 = 0xE_0000
     static let kernel: UInt64 = 0x10_0000
     /// RAM stops below the 32-bit MMIO hole; the rest goes above 4 GiB.
     static let mmioHoleStart: UInt64 = 0xC000_0000
@@ -18,4 +21,10 @@ enum Layout {
     static let serialCOM1: UInt64 = 0x3F8
     static let serialCOM1IRQ: UInt32 = 4
     static let keyboardIRQ: UInt32 = 1
+    /// virtio-mmio windows in the 32-bit MMIO hole, one 4 KiB page each.
+    static let virtioMMIO: UInt64 = 0xD000_0000
+    static let virtioMMIOStride: UInt64 = 0x1000
+    /// IOAPIC pins free for virtio: the ISA ones below 5 are the legacy devices'.
+    static let virtioFirstGSI: UInt32 = 5
+    static let virtioLastGSI: UInt32 = 23
 }

@@ -18,7 +18,9 @@ private let IOAPIC_VERSION: UInt8 = 0x11
 public enum MPTable {
     public static let ioapicAddress: UInt32 = 0xFEC0_0000
     public static let lapicAddress: UInt32 = 0xFEE0_0000
-    static let isaIRQs = 16
+    /// Every pin of the I/O APIC is listed: 0–15 for the ISA devices, the rest for
+    /// virtio-mmio (bus ISA, default polarity and trigger, as Firecracker's table does).
+    static let ioapicPins = 24
 
     /// The floating pointer structure followed by the configuration table, for placement at
     /// `address` (in the EBDA, where Linux's MP scan looks).
@@ -41,8 +43,8 @@ public enum MPTable {
         table += [MPC_BUS, 0] + Array("ISA   ".utf8)
         table += [MPC_IOAPIC, ioapicID, IOAPIC_VERSION, 1] + littleEndianBytes(ioapicAddress)
         entries += 2
-        for irq in 0..<isaIRQs {
-            // Each ISA IRQ to the same I/O APIC pin, bus-default polarity and trigger.
+        for irq in 0..<ioapicPins {
+            // Each IRQ to the same I/O APIC pin, bus-default polarity and trigger.
             table += [MPC_INTSRC, MP_INT, 0, 0, 0, UInt8(irq), ioapicID, UInt8(irq)]
             entries += 1
         }

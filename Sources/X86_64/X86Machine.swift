@@ -5,64 +5,59 @@ import SwiftletCore
 import VMM
 
 /// The x86_64 PC-like machine: RAM from 0 (split around the 32-bit MMIO hole), in-kernel
-/// irqchip and PIT, COM1 16550 on IRQ 4, i8042 (keyboard, reset), CMOS RTC, an MP table.
+/// irqchip and PIT, COM1 16550 on IRQ 4, i8042 (keyboard, reset), CMOS RTC, an MP table,
+/// and ACPI tables that describe the virtio-mmio devices (how Linux without
+/// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, Debian's for one, finds them).
 public enum X86Machine: Machine {
     public static let name = "x86_64"
 
+    /// virtio-mmio windows of 4 KiB from 0xD000_0000, on IOAPIC pins 5–23 (as Firecracker).
+    public static let virtioSlots = VirtioSlots(base: Layout.virtioMMIO, stride: Layout.virtioMMIOStride,
+                                                irqs: Array(Layout.virtioFirstGSI...Layout.virtioLastGSI))
+
+    public static func addFixedDevices(to devices: inout DeviceManager, config: VMConfig) throws(SwiftletError) {
+        try devices.addFixed(.serial16550, .pio, base: Layout.serialCOM1, size: Serial16550.size, irq: Layout.serialCOM1IRQ)
+        try devices.addFixed(.i8042, .pio, base: I8042.base, size: I8042.size, irq: Layout.keyboardIRQ)
+        try devices.addFixed(.cmos, .pio, base: CMOS.base, size: CMOS.size, irq: nil)
+    }
+
     /// RAM from 0 up to the MMIO hole, the remainder from 4 GiB.
-    static func ramRegions(_ bytes: UInt64) -> [GuestMemory.Region] {
+    public static func ramRegions(_ config: VMConfig) -> [GuestMemory.Region] {
+        let bytes = config.memoryBytes
         if bytes <= Layout.mmioHoleStart { return [.init(guestBase: 0, size: bytes)] }
         return [.init(guestBase: 0, size: Layout.mmioHoleStart),
                 .init(guestBase: Layout.highRAMStart, size: bytes - Layout.mmioHoleStart)]
     }
 
-    public static func plan(_ config: VMConfig) throws(SwiftletError) -> (plan: X86BootPlan, kernel: ImageFile, initrd: ImageFile?) {
-        try config.validate()
+    public struct BootPlan {
+        let layout: X86BootPlan
+        let kernel: ImageFile
+        let initrd: ImageFile?
+    }
+
+    public static func plan(_ config: VMConfig, devices: DeviceManager) throws(SwiftletError) -> BootPlan {
         guard config.cpus <= 254 else { throw .invalidArgument("--cpus \(config.cpus): the x86_64 machine has at most 254 vCPUs (8-bit APIC ids)") }
         guard let kernelPath = config.kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
         let kernel = try ImageFile.open(kernelPath, what: "kernel")
         let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
-        let lowEnd = ramRegions(config.memoryBytes)[0].size
-        let plan = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size,
-                                        cmdline: config.cmdline, lowRAMEnd: lowEnd)
-        return (plan, kernel, initrd)
+        let lowEnd = ramRegions(config)[0].size
+        let layout = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size,
+                                          cmdline: config.bootArguments(default: X86BootPlan.defaultCmdline), deviceArguments: devices.virtioCommandLine,
+                                          lowRAMEnd: lowEnd)
+        return BootPlan(layout: layout, kernel: kernel, initrd: initrd)
     }
 
-    /// Writes everything the guest finds in memory at boot.
-    static func writeBootData(_ plan: X86BootPlan, kernel: ImageFile, initrd: ImageFile?, cpus: Int, memory: GuestMemory) throws(SwiftletError) {
-        try kernel.copy(into: memory, at: Layout.kernel, fileOffset: plan.kernelFileOffset, length: plan.kernelLength)
-        try LongMode.writeTables(memory)
-        try memory.write(plan.cmdline, at: Layout.cmdline)
-        try memory.write(MPTable.make(cpus: cpus, at: Layout.mpTable), at: Layout.mpTable)
-        if let initrd, let range = plan.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
-        if let image = plan.bzImage {
-            let regions = memory.mappings.map { $0.region }
-            let page = BootParams.make(image: image, cmdlineAddress: Layout.cmdline, initrd: plan.initrd,
-                                       e820: BootParams.e820(ram: regions))
-            try memory.write(page, at: Layout.bootParams)
-        }
-    }
-
-    public static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM {
+    public static func prepare(_ kvm: KVMVM) throws(SwiftletError) {
         #if arch(x86_64)
-        let (plan, kernel, initrd) = try plan(config)
-        let memory = try GuestMemory(regions: ramRegions(config.memoryBytes))
-        let kvm = try system.createVM()
         try kvm.setTSSAddress(Layout.tss)
         try kvm.createIRQChipAndPIT()
-        try kvm.map(memory)
-        try writeBootData(plan, kernel: kernel, initrd: initrd, cpus: config.cpus, memory: memory)
+        #else
+        throw .unsupported("the x86_64 machine runs on x86_64 hosts only")
+        #endif
+    }
 
-        let mmio = Bus(name: "mmio")
-        let pio = Bus(name: "pio")
-        let resetLine = MachineReset()
-        let consoleSpace = try EventNotifier()
-        let serial = Serial16550(output: console, irq: GSILine(vm: kvm, gsi: Layout.serialCOM1IRQ), spaceNotifier: consoleSpace)
-        try pio.insert(serial, base: Layout.serialCOM1, size: Serial16550.size)
-        let keyboard = I8042(resetLine: resetLine, irq: GSILine(vm: kvm, gsi: Layout.keyboardIRQ))
-        try pio.insert(keyboard, base: I8042.base, size: I8042.size)
-        try pio.insert(CMOS(now: wallClockSeconds), base: CMOS.base, size: CMOS.size)
-
+    public static func createVCPUs(_ kvm: KVMVM, config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [KVMVCPU] {
+        #if arch(x86_64)
         let supported = try system.supportedCPUID()
         var vcpus: [KVMVCPU] = []
         for id in 0..<config.cpus {
@@ -70,20 +65,85 @@ public enum X86Machine: Machine {
             try vcpu.setCPUID(CPUID.forVCPU(supported, index: id, count: config.cpus))
             try vcpu.setMSRs(bootMSRs)
             try vcpu.setLocalInterruptPins()
-            // Application processors wait for INIT/SIPI in the in-kernel LAPIC; only the
-            // bootstrap processor's registers matter.
-            try LongMode.enter(vcpu, entry: plan.entry, bootParams: Layout.bootParams)
             vcpus.append(vcpu)
         }
-        let vm = try VM(kvm: kvm, memory: memory, mmioBus: mmio, pioBus: pio, vcpus: vcpus)
-        resetLine.vm = Unmanaged.passUnretained(vm)
-        vm.consoleInput = serial
-        vm.consoleSpace = consoleSpace
-        vm.powerButton = CtrlAltDel(keyboard: keyboard)
-        return vm
+        return vcpus
         #else
         throw .unsupported("the x86_64 machine runs on x86_64 hosts only")
         #endif
+    }
+
+    /// The in-kernel irqchip exists since `prepare`.
+    public static func createInterruptController(_ kvm: KVMVM, vcpus: [KVMVCPU], config: VMConfig,
+                                                 devices: MachineDevices) throws(SwiftletError) {}
+
+    public static func interruptLine(_ kvm: KVMVM, irq: UInt32) -> any InterruptLine { GSILine(vm: kvm, gsi: irq) }
+
+    public static func attachFixed(_ record: DeviceRecord, to devices: MachineDevices) throws(SwiftletError) {
+        switch record.kind {
+        case .serial16550:
+            let space = try EventNotifier()
+            let serial = Serial16550(output: devices.console, irq: interruptLine(devices.kvm, irq: record.irq ?? 0), spaceNotifier: space)
+            try devices.insert(serial, at: record)
+            devices.consoleInput = serial
+            devices.consoleSpace = space
+        case .i8042:
+            let keyboard = I8042(resetLine: MachineReset(devices.control), irq: interruptLine(devices.kvm, irq: record.irq ?? 0))
+            try devices.insert(keyboard, at: record)
+            devices.powerButton = CtrlAltDel(keyboard: keyboard)
+        case .cmos:
+            try devices.insert(CMOS(now: wallClockSeconds), at: record)
+        default:
+            throw .invalidArgument("the x86_64 machine has no \(record.kind) device")
+        }
+    }
+
+    public static func boot(_ plan: BootPlan, vcpus: [KVMVCPU], memory: GuestMemory, devices: DeviceManager,
+                            interruptController: Void, config: VMConfig) throws(SwiftletError) {
+        #if arch(x86_64)
+        try writeBootData(plan, cpus: config.cpus, devices: devices, memory: memory)
+        // Application processors wait for INIT/SIPI in the in-kernel LAPIC; only the
+        // bootstrap processor's registers matter.
+        for vcpu in vcpus { try LongMode.enter(vcpu, entry: plan.layout.entry, bootParams: Layout.bootParams) }
+        #else
+        throw .unsupported("the x86_64 machine runs on x86_64 hosts only")
+        #endif
+    }
+
+    /// Writes everything the guest finds in memory at boot: kernel, page tables, command
+    /// line, MP table, ACPI tables (from the device records), initrd, boot_params.
+    static func writeBootData(_ plan: BootPlan, cpus: Int, devices: DeviceManager, memory: GuestMemory) throws(SwiftletError) {
+        let layout = plan.layout
+        try plan.kernel.copy(into: memory, at: Layout.kernel, fileOffset: layout.kernelFileOffset, length: layout.kernelLength)
+        try LongMode.writeTables(memory)
+        try memory.write(layout.cmdline, at: Layout.cmdline)
+        try memory.write(MPTable.make(cpus: cpus, at: Layout.mpTable), at: Layout.mpTable)
+        let acpi = ACPITables.make(cpus: cpus, devices: acpiDevices(devices), at: Layout.acpiTables)
+        guard UInt64(acpi.bytes.count) <= ACPITables.maxSize else {
+            throw .invalidArgument("the ACPI tables for \(cpus) vCPUs and \(devices.records.count) devices do not fit below 1 MiB")
+        }
+        try memory.write(acpi.bytes, at: Layout.acpiTables)
+        if let initrd = plan.initrd, let range = layout.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
+        if let image = layout.bzImage {
+            let regions = memory.mappings.map { $0.region }
+            let page = BootParams.make(image: image, cmdlineAddress: Layout.cmdline, initrd: layout.initrd,
+                                       e820: BootParams.e820(ram: regions), acpiRSDP: acpi.rsdp)
+            try memory.write(page, at: Layout.bootParams)
+        }
+    }
+
+    /// The devices as ACPI describes them.
+    static func acpiDevices(_ devices: DeviceManager) -> [ACPIDevice] {
+        var described: [ACPIDevice] = []
+        for record in devices.records {
+            switch record.kind {
+            case .serial16550: described.append(.serial(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
+            case .i8042: described.append(.keyboard(dataPort: UInt16(truncatingIfNeeded: record.base), commandPort: UInt16(truncatingIfNeeded: record.base + I8042.commandPortOffset), irq: record.irq ?? 0))
+            case .virtioBlock, .virtioEntropy: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
+            default: break
+            }
+        }
+        return described
     }
 
     public static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8] {
@@ -104,9 +164,9 @@ public enum X86Machine: Machine {
 
 /// The i8042's reset line: stops the VM with `.reset`.
 final class MachineReset: ResetLine {
-    // Unowned: the VM owns the buses that own this; a strong reference would be a cycle.
-    var vm: Unmanaged<VM>?
-    func reset() { vm?.takeUnretainedValue().requestStop(.reset) }
+    private let control: VMControl
+    init(_ control: VMControl) { self.control = control }
+    func reset() { control.requestStop(.reset) }
 }
 
 /// The x86 graceful-shutdown request: Ctrl-Alt-Del on the i8042 keyboard.

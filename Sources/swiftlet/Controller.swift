@@ -116,6 +116,20 @@ final class Controller {
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
             return .now(.noContent())
+        case .configureDrive(let disk):
+            try refuseWhileStarting()
+            var updated = config
+            updated.setDisk(disk)
+            do { try updated.validate() } catch { throw .badRequest("\(error)") }
+            config = updated
+            return .now(.noContent())
+        case .changeMedia(let id, let path):
+            try changeMedia(id, path)
+            return .now(.noContent())
+        case .configureEntropy:
+            try refuseWhileStarting()
+            config.entropy = true
+            return .now(.noContent())
         case .start:
             try refuseWhileStarting()
             guard config.kernelPath != nil else { throw .badRequest("no boot source: PUT /boot-source with a kernel_image_path first") }
@@ -131,6 +145,20 @@ final class Controller {
             vm?.resume()
             return .now(.noContent())
         }
+    }
+
+    /// PATCH /drives/{id}: the disk's image is replaced under the running guest, which sees
+    /// a configuration change with the new capacity.
+    private func changeMedia(_ id: String, _ path: String) throws(APIError) {
+        guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
+            throw .badRequest("no drive \"\(id)\" in this VM")
+        }
+        let image: DiskImage
+        do { image = try DiskImage.open(path, readOnly: config.disks[index].readOnly) } catch {
+            throw APIError(status: error.isBadInput ? 400 : 500, message: "\(error)")
+        }
+        guard vm.devices.changeMedia(of: id, to: image) else { throw .badRequest("no drive \"\(id)\" in this VM") }
+        config.disks[index].path = path
     }
 
     private func refuseWhileStarting() throws(APIError) {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import ARM64
 import SwiftletCore
+import VMM
 
 /// The generated DTB decompiles cleanly with dtc and matches the golden trees in DeviceTrees/.
 final class DeviceTreeTests: XCTestCase {
@@ -18,7 +19,13 @@ final class DeviceTreeTests: XCTestCase {
         var large = DeviceTreeConfig(cpus: 4, memorySize: 1 << 30)
         large.bootargs = "console=ttyAMA0 quiet"
         large.initrd = (start: 0x7FA0_0000, end: 0x7FE0_0000)
-        return [("arm64-1cpu-128m", small), ("arm64-4cpu-1g-initrd", large)]
+        // --cpus 2 --memory 256 --disk … --disk … --rng: two virtio-blk and a virtio-rng node.
+        var vmConfig = VMConfig()
+        vmConfig.disks = [DiskConfig(id: "root", path: "/root.img"), DiskConfig(id: "data", path: "/data.img", readOnly: true)]
+        vmConfig.entropy = true
+        var virtio = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20, devices: (try? ARM64Machine.devices(vmConfig).records) ?? [])
+        virtio.bootargs = "console=ttyAMA0 root=/dev/vda"
+        return [("arm64-1cpu-128m", small), ("arm64-4cpu-1g-initrd", large), ("arm64-2disks-rng", virtio)]
     }()
 
     func testReferenceInitrdPlacementIsWhatTheBootPlanChooses() throws {

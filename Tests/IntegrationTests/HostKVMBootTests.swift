@@ -64,8 +64,11 @@ final class HostKVMBootTests: XCTestCase {
     }
 
     func testMemoryAboveTheMMIOHoleIsSplit() throws {
-        XCTAssertEqual(X86Machine.ramRegions(256 << 20), [.init(guestBase: 0, size: 256 << 20)])
-        XCTAssertEqual(X86Machine.ramRegions(4 << 30), [.init(guestBase: 0, size: 0xC000_0000),
+        var config = VMConfig()
+        config.memoryMiB = 256
+        XCTAssertEqual(X86Machine.ramRegions(config), [.init(guestBase: 0, size: 256 << 20)])
+        config.memoryMiB = 4096
+        XCTAssertEqual(X86Machine.ramRegions(config), [.init(guestBase: 0, size: 0xC000_0000),
                                                         .init(guestBase: 0x1_0000_0000, size: 0x4000_0000)])
     }
 

@@ -81,3 +81,62 @@ final class ImageFormatTests: XCTestCase {
         }
     }
 }
+
+final class DiskOptionsTests: XCTestCase {
+    func parse(_ arguments: [String]) throws -> VMConfig {
+        guard case .run(let config) = try RunOptions.parse(arguments) else { throw XCTSkip("not a run") }
+        return config
+    }
+
+    func testDisksInOrderWithDefaultIDs() throws {
+        let config = try parse(["--kernel", "/k", "--disk", "path=/root.img", "--disk=path=/data.img,readonly=on,id=data", "--rng"])
+        XCTAssertEqual(config.disks, [DiskConfig(id: "disk0", path: "/root.img"), DiskConfig(id: "data", path: "/data.img", readOnly: true)])
+        XCTAssertTrue(config.entropy)
+        XCTAssertFalse(try parse(["--kernel", "/k"]).entropy)
+    }
+
+    func testBadDiskOptionsAreOneClearError() {
+        let cases: [(String, String)] = [
+            ("readonly=on", "needs path=FILE"),
+            ("path=", "non-empty"),
+            ("path=/a,readonly=maybe", "readonly= takes on or off"),
+            ("path=/a,cache=none", "unknown key 'cache'"),
+            ("/a", "expected key=value"),
+            ("path=/a,id=", "non-empty"),
+        ]
+        for (value, message) in cases {
+            XCTAssertThrowsError(try RunOptions.parse(["--kernel", "/k", "--disk", value]), value) { error in
+                let error = error as! SwiftletError
+                XCTAssertTrue(error.isBadInput)
+                XCTAssertTrue(error.description.contains(message), "\(value): \(error)")
+            }
+        }
+        XCTAssertThrowsError(try RunOptions.parse(["--kernel", "/k", "--disk", "path=/a,id=x", "--disk", "path=/b,id=x"])) { error in
+            XCTAssertTrue("\(error)".contains("used twice"), "\(error)")
+        }
+        XCTAssertThrowsError(try RunOptions.parse(["--kernel", "/k", "--disk"]))
+    }
+
+    func testRootDeviceGoesFirstAndNamesItselfOnTheCommandLine() {
+        var config = VMConfig()
+        config.cmdline = "console=ttyS0"
+        config.setDisk(DiskConfig(id: "data", path: "/d"))
+        var root = DiskConfig(id: "rootfs", path: "/r", readOnly: true)
+        root.isRootDevice = true
+        config.setDisk(root)
+        XCTAssertEqual(config.disks.map { $0.id }, ["rootfs", "data"])
+        XCTAssertEqual(config.bootArguments(default: "x"), "console=ttyS0 root=/dev/vda ro")
+        config.disks[0].partUUID = "1234-01"
+        config.disks[0].readOnly = false
+        XCTAssertEqual(config.bootArguments(default: "x"), "console=ttyS0 root=PARTUUID=1234-01 rw")
+        config.cmdline = "console=ttyS0 root=/dev/vdb"
+        XCTAssertEqual(config.bootArguments(default: "x"), "console=ttyS0 root=/dev/vdb", "the user's root= wins")
+        // A second PUT of the same id replaces the first.
+        config.setDisk(DiskConfig(id: "data", path: "/d2"))
+        XCTAssertEqual(config.disks.map { $0.path }, ["/r", "/d2"])
+        var second = DiskConfig(id: "other", path: "/o")
+        second.isRootDevice = true
+        config.setDisk(second)
+        XCTAssertThrowsError(try config.validate(), "two root devices")
+    }
+}

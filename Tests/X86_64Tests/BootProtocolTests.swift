@@ -101,8 +101,8 @@ final class MPTableTests: XCTestCase {
         XCTAssertEqual(Array(config[0..<4]), Array("PCMP".utf8))
         XCTAssertEqual(Int(config[4]) | Int(config[5]) << 8, config.count)
         XCTAssertEqual(config.reduce(UInt8(0), &+), 0, "configuration table checksum")
-        // 2 processors + bus + I/O APIC + 16 interrupts + 2 local interrupts.
-        XCTAssertEqual(Int(config[34]), 22)
+        // 2 processors + bus + I/O APIC + 24 interrupts (every I/O APIC pin) + 2 local interrupts.
+        XCTAssertEqual(Int(config[34]), 30)
         XCTAssertEqual(config[44], 0, "first entry: processor")
         XCTAssertEqual(config[47], 3, "BSP enabled")
         XCTAssertEqual(config[44 + 20 + 3], 1, "AP enabled, not BSP")

@@ -16,6 +16,8 @@ vm wild 60 --kernel /extra/wild-arm64.bin --memory 64
 expect_ok "wild MMIO over the devices and unclaimed addresses: the VMM survives" "^wild guest survived"
 vm hostile 120 --kernel /extra/hostile-arm64.bin --memory 64
 expect_ok "extreme values at every width to every PL011, PL031 and PL061 register: the VMM survives" "^hostile guest survived"
+vm hostile-virtio 120 --kernel /extra/hostile-virtio-arm64.bin --memory 64 --rng
+expect_ok "garbage to the virtio-rng transport and queue: every answer as the queue code says, the VMM survives" "^hostile virtio guest survived"
 
 # --- Debian's kernel + busybox initramfs
 vm linux-1cpu 120 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"
@@ -77,6 +79,9 @@ dump() {
 }
 dump arm64-1cpu-128m --cpus 1 --memory 128 --cmdline "console=ttyAMA0"
 dump arm64-4cpu-1g-initrd --cpus 4 --memory 1024 --initrd /tmp/initrd-4m --cmdline "console=ttyAMA0 quiet"
+# Two disks and an rng: the device manager's virtio-mmio nodes (the images need not exist to dump).
+dump arm64-2disks-rng --cpus 2 --memory 256 --disk path=/tmp/root.img,id=root --disk path=/tmp/data.img,readonly=on,id=data --rng \
+    --cmdline "console=ttyAMA0 root=/dev/vda"
 
 # --- bad input: one clear line, non-zero exit
 vm missing 30 --kernel /extra/no-such-Image

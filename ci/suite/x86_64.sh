@@ -14,6 +14,8 @@ vm wild 120 --kernel /extra/wild-x86_64.bin --memory 64
 expect_ok "wild port I/O and MMIO: the VMM survives" "^wild guest survived"
 vm hostile 120 --kernel /extra/hostile-x86_64.bin --memory 64
 expect_ok "extreme values at every width to COM1, the i8042 and every CMOS register, string I/O: the VMM survives" "^hostile guest survived"
+vm hostile-virtio 120 --kernel /extra/hostile-virtio-x86_64.bin --memory 64 --rng
+expect_ok "garbage to the virtio-rng transport and queue: every answer as the queue code says, the VMM survives" "^hostile virtio guest survived"
 
 # --- Debian's kernel + busybox initramfs; the guest's reboot ends swiftlet with 0
 vm linux-1cpu 180 $KERNEL --memory 256 --cmdline "$CMDLINE swiftlet.test=poweroff"

@@ -26,8 +26,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/kvm.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
 #include <libfdt.h>
 
 // MARK: ioctl request numbers (function-like macros in linux/kvm.h)
@@ -47,6 +50,11 @@ static const unsigned long SL_KVM_GET_ONE_REG = KVM_GET_ONE_REG;
 static const unsigned long SL_KVM_SET_ONE_REG = KVM_SET_ONE_REG;
 static const unsigned long SL_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
 static const unsigned long SL_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
+static const unsigned long SL_KVM_IOEVENTFD = KVM_IOEVENTFD;
+/// kvm_ioeventfd.flags bits (enum-based macros Swift cannot import).
+static const uint32_t SL_KVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DATAMATCH;
+static const uint32_t SL_KVM_IOEVENTFD_FLAG_PIO = KVM_IOEVENTFD_FLAG_PIO;
+static const uint32_t SL_KVM_IOEVENTFD_FLAG_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;
 
 #if defined(__aarch64__)
 static const unsigned long SL_KVM_ARM_PREFERRED_TARGET = KVM_ARM_PREFERRED_TARGET;
@@ -95,6 +103,19 @@ static inline int sl_open(const char *path, int flags) { return open(path, flags
 static inline int sl_open_mode(const char *path, int flags, unsigned mode) { return open(path, flags | O_CLOEXEC, mode); }
 static inline int sl_fcntl(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 static inline int sl_map_failed(void *p) { return p == MAP_FAILED; }
+
+// MARK: disks
+static const unsigned long SL_BLKGETSIZE64 = BLKGETSIZE64;
+/// Open file description locks (F_OFD_*, GNU-only in glibc's headers): held per open
+/// file, not per process, so two images in one VMM and two VMMs exclude each other alike.
+static const int SL_F_OFD_GETLK = 36;
+static const int SL_F_OFD_SETLK = 37;
+static inline int sl_fcntl_lock(int fd, int cmd, struct flock *lock) { return fcntl(fd, cmd, lock); }
+/// fallocate(2) is GNU-only in glibc's headers (shim.c has _GNU_SOURCE).
+int sl_fallocate(int fd, int mode, off_t offset, off_t length);
+/// preadv/pwritev under names that do not collide with DiskImage's methods of the same name.
+static inline ssize_t sl_preadv(int fd, const struct iovec *iov, int count, off_t offset) { return preadv(fd, iov, count, offset); }
+static inline ssize_t sl_pwritev(int fd, const struct iovec *iov, int count, off_t offset) { return pwritev(fd, iov, count, offset); }
 
 // MARK: struct kvm_run access. Swift copies unions out of structs, so pointers into the
 // mapped page come from here and stay valid for the vCPU's life.

@@ -57,6 +57,7 @@ public protocol ResetLine: AnyObject {
 public final class I8042: ByteWideDevice {
     public static let base: UInt64 = 0x60
     public static let size: UInt64 = 5
+    public static let commandPortOffset = COMMAND_PORT_OFFSET
 
     private let resetLine: any ResetLine
     private let irq: any InterruptLine

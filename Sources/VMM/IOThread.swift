@@ -1,0 +1,101 @@
+import CLinux
+import SwiftletCore
+import KVM
+
+/// The device I/O thread: an epoll loop over eventfds (queue notifications from KVM's
+/// ioeventfds, and its own stop event). Device work runs here, never on a vCPU thread, so a
+/// vCPU never waits on the host's disks; handlers may block on file I/O.
+public final class IOThread {
+    private final class Handler {
+        let notifier: EventNotifier
+        let action: () -> Void
+        init(_ notifier: EventNotifier, _ action: @escaping () -> Void) {
+            self.notifier = notifier
+            self.action = action
+        }
+    }
+
+    private let epollFD: Int32
+    private let stopEvent: EventNotifier
+    private var handlers: [Handler] = []
+    private var thread: Thread?
+
+    public init() throws(SwiftletError) {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epollFD >= 0 else { throw .lastSystemError("epoll_create1") }
+        stopEvent = try EventNotifier()
+        try add(stopEvent.fd, tag: UInt64.max)
+    }
+
+    deinit {
+        stop()
+        close(epollFD)
+    }
+
+    /// Runs `action` on this thread each time `notifier` is signalled (after draining it).
+    /// Register everything before `start`.
+    public func watch(_ notifier: EventNotifier, _ action: @escaping () -> Void) throws(SwiftletError) {
+        try add(notifier.fd, tag: UInt64(handlers.count))
+        handlers.append(Handler(notifier, action))
+    }
+
+    private func add(_ fd: Int32, tag: UInt64) throws(SwiftletError) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = tag
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else { throw .lastSystemError("epoll_ctl") }
+    }
+
+    public var isEmpty: Bool { handlers.isEmpty }
+
+    public func start() throws(SwiftletError) {
+        guard thread == nil else { return }
+        thread = try Thread.spawn { [self] in loop() }
+    }
+
+    /// Stops the loop and joins the thread; a handler in progress finishes first.
+    public func stop() {
+        guard let thread else { return }
+        stopEvent.notify()
+        thread.join()
+        self.thread = nil
+    }
+
+    private func loop() {
+        var events = [epoll_event](repeating: epoll_event(), count: 16)
+        while true {
+            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), -1) }
+            if n < 0 {
+                if sl_errno() == EINTR { continue }
+                return
+            }
+            for i in 0..<Int(n) {
+                let tag = events[i].data.u64
+                if tag == UInt64.max { return }
+                let handler = handlers[Int(tag)]
+                handler.notifier.drain()
+                handler.action()
+            }
+        }
+    }
+}
+
+/// An interrupt raised through a KVM irqfd: one eventfd write, no ioctl, no exit.
+final class IrqfdInterrupt: EdgeInterrupt {
+    private let event: EventNotifier
+    init(vm: KVMVM, gsi: UInt32) throws(SwiftletError) {
+        event = try EventNotifier()
+        try vm.registerIrqfd(event.fd, gsi: gsi)
+    }
+    func trigger() { event.notify() }
+}
+
+/// Where KVM has no irqfd: an edge made from the level line (raise, lower).
+final class PulsedInterrupt: EdgeInterrupt {
+    private let line: any InterruptLine
+    init(_ line: any InterruptLine) { self.line = line }
+    func trigger() {
+        line.setLevel(true)
+        line.setLevel(false)
+    }
+}

@@ -1,0 +1,40 @@
+import Devices
+import KVM
+import SwiftletCore
+
+extension Machine {
+    /// Builds a VM ready to start, in the one order both architectures share; the
+    /// architecture's part is its hooks.
+    public static func build(_ config: VMConfig, system: KVMSystem, console: any ConsoleSink) throws(SwiftletError) -> VM {
+        try config.validate()
+        let records = try devices(config)
+        let plan = try plan(config, devices: records)
+        // Disks are opened (and locked) before KVM is touched: a bad path fails fast.
+        var images: [DiskImage] = []
+        for disk in config.disks { images.append(try DiskImage.open(disk.path, readOnly: disk.readOnly)) }
+
+        let memory = try GuestMemory(regions: ramRegions(config))
+        let kvm = try system.createVM()
+        try prepare(kvm)
+        try kvm.map(memory)
+        let devices = try MachineDevices(kvm: kvm, memory: memory, console: console)
+        let vcpus = try createVCPUs(kvm, config: config, system: system)
+        let interruptController = try createInterruptController(kvm, vcpus: vcpus, config: config, devices: devices)
+        for record in records.records {
+            switch record.kind {
+            case .virtioBlock(let index):
+                let disk = config.disks[index]
+                let block = BlockDevice(image: images[index], serial: disk.id)
+                let transport = try devices.attachVirtio(block, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+                devices.addDisk(id: disk.id, device: block, transport: transport)
+            case .virtioEntropy:
+                let entropy = EntropyDevice(random: EntropyDevice.hostRandom)
+                _ = try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+            default:
+                try attachFixed(record, to: devices)
+            }
+        }
+        try boot(plan, vcpus: vcpus, memory: memory, devices: records, interruptController: interruptController, config: config)
+        return VM(kvm: kvm, memory: memory, devices: devices, vcpus: vcpus)
+    }
+}

@@ -1,0 +1,76 @@
+import Devices
+import KVM
+import SwiftletCore
+
+/// The device objects of a VM being built, and the roles some of them play for the main
+/// loop (console input, power button). The machine's hooks fill it from the records.
+public final class MachineDevices {
+    public let kvm: KVMVM
+    public let memory: GuestMemory
+    public let console: any ConsoleSink
+    public let control: VMControl
+    public let mmioBus = Bus(name: "mmio")
+    public let pioBus = Bus(name: "pio")
+    /// Where host console input goes, and the eventfd it uses to say it has room again.
+    public var consoleInput: (any ConsoleInput)?
+    public var consoleSpace: EventNotifier?
+    /// The machine's graceful-shutdown button, pressed on SIGTERM (and by the API).
+    public var powerButton: (any PowerButton)?
+    /// Device I/O (virtio queues) runs on this thread.
+    let ioThread: IOThread
+    public private(set) var transports: [VirtioMMIOTransport] = []
+    /// The disks by drive id, for media change.
+    public private(set) var disks: [(id: String, device: BlockDevice, transport: VirtioMMIOTransport)] = []
+    private var keptAlive: [AnyObject] = []
+
+    init(kvm: KVMVM, memory: GuestMemory, console: any ConsoleSink) throws(SwiftletError) {
+        self.kvm = kvm
+        self.memory = memory
+        self.console = console
+        self.control = try VMControl()
+        self.ioThread = try IOThread()
+    }
+
+    /// Puts `device` on the bus and at the window of `record`.
+    public func insert(_ device: any BusDevice, at record: DeviceRecord) throws(SwiftletError) {
+        try (record.space == .mmio ? mmioBus : pioBus).insert(device, base: record.base, size: record.size)
+    }
+
+    /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
+    public func retain(_ object: AnyObject) { keptAlive.append(object) }
+
+    /// A virtio device behind a virtio-mmio transport at `record`: queue notifications
+    /// through ioeventfds into the I/O thread, interrupts through an irqfd where KVM has them.
+    func attachVirtio(_ device: any VirtioDevice, at record: DeviceRecord, line: any InterruptLine) throws(SwiftletError) -> VirtioMMIOTransport {
+        guard let irq = record.irq else { throw .invalidArgument("virtio device at 0x\(hex(record.base)) has no interrupt") }
+        let interrupt: any EdgeInterrupt = kvm.hasIrqfd ? try IrqfdInterrupt(vm: kvm, gsi: irq) : PulsedInterrupt(line)
+        var notifiers: [EventNotifier] = []
+        for _ in device.queueSizes { notifiers.append(try EventNotifier()) }
+        let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: interrupt) { [notifiers] index in
+            notifiers[index].notify()
+        }
+        for (index, notifier) in notifiers.enumerated() {
+            if kvm.hasIoeventfd {
+                try kvm.registerIoeventfd(notifier.fd, mmioAddress: record.base + VirtioMMIOTransport.queueNotifyOffset,
+                                          length: 4, value: UInt64(index))
+            }
+            try ioThread.watch(notifier) { transport.processQueue(index) }
+        }
+        try insert(transport, at: record)
+        transports.append(transport)
+        retain(interrupt)
+        return transport
+    }
+
+    func addDisk(id: String, device: BlockDevice, transport: VirtioMMIOTransport) {
+        disks.append((id, device, transport))
+    }
+
+    /// Media change: disk `id` reads and writes `image` from now on; the guest sees a
+    /// configuration change (the new capacity). False if there is no such disk.
+    public func changeMedia(of id: String, to image: DiskImage) -> Bool {
+        guard let disk = disks.first(where: { $0.id == id }) else { return false }
+        disk.transport.changeConfiguration { disk.device.replace(image: image) }
+        return true
+    }
+}
