@@ -626,6 +626,7 @@ final class BlockDeviceTests: XCTestCase {
         XCTAssertEqual(Array(try fileBytes(path)[1024..<2048]), data)
         XCTAssertEqual(device.flushes, 1)
         XCTAssertEqual(device.unanswerableChains, 1)
+        XCTAssertFalse(queue.prepareToWait(), "all four served")
         XCTAssertEqual(try guest.memory.load(UInt16.self, at: ring.used + 4 + 8 * 256), 4,
                        "avail_event asks for the next chain (EVENT_IDX)")
         XCTAssertTrue(queue.needsInterrupt())

@@ -60,6 +60,7 @@ final class EntropyDeviceTests: XCTestCase {
         XCTAssertEqual(rng.bytesGiven, 128)
         XCTAssertEqual(rng.requests, 1)
         XCTAssertEqual(rng.failures, 0)
+        XCTAssertFalse(queue.prepareToWait(), "one chain, served")
         XCTAssertEqual(driver.availableEvent, 1, "waits for the next chain")
         XCTAssertTrue(queue.needsInterrupt())
     }
@@ -126,6 +127,7 @@ final class EntropyDeviceTests: XCTestCase {
         XCTAssertEqual(driver.usedIndex, 8)
         XCTAssertEqual(rng.requests, 8)
         XCTAssertEqual(rng.bytesGiven, 64)
+        XCTAssertFalse(queue.prepareToWait(), "all eight served in one call (the budget is the queue size)")
         XCTAssertEqual(driver.availableEvent, 8)
     }
 

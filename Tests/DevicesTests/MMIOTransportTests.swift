@@ -11,6 +11,7 @@ final class RecordingDevice: VirtioDevice {
     var resets = 0
     var processed = 0
     var failNext = false
+    var perCall = Int.max
     var config: [UInt8] = [1, 2, 3, 4]
 
     func readConfig(at offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
@@ -21,9 +22,11 @@ final class RecordingDevice: VirtioDevice {
     func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) {
         if failNext { throw VirtqueueError("test failure") }
         var chain = DescriptorChain()
-        while try queue.pop(into: &chain) {
+        var budget = perCall
+        while budget > 0, try queue.pop(into: &chain) {
             queue.push(head: chain.head, written: 0)
             processed += 1
+            budget -= 1
         }
     }
     func reset() { resets += 1 }
@@ -212,6 +215,28 @@ final class MMIOTransportTests: XCTestCase {
         XCTAssertEqual(device.processed, 0, "no work after NEEDS_RESET until the driver resets")
         write(STATUS, status | VirtioStatus.failed)
         XCTAssertEqual(transport.needsResetCount, 1)
+    }
+
+    func testABusyQueueIsRescheduledNotDrainedInOneGo() throws {
+        device.perCall = 1
+        negotiate(VirtioFeature.version1 | VirtioFeature.ringEventIndex)
+        setUpQueue()
+        driverOK()
+        notified = []
+        for index in UInt16(0)..<3 {
+            try memory.store(UInt16(0), at: ramBase + 0x1000 + 4 + 2 * UInt64(index))
+        }
+        try memory.store(ramBase + 0x3000, at: ramBase)
+        try memory.store(UInt32(16), at: ramBase + 8)
+        try memory.store(UInt16(3), at: ramBase + 0x1000 + 2)    // three chains (all desc 0)
+        transport.processQueue(0)
+        XCTAssertEqual(device.processed, 1)
+        XCTAssertEqual(notified, [0], "the rest waits for the I/O thread's next turn")
+        transport.processQueue(0)
+        transport.processQueue(0)
+        XCTAssertEqual(device.processed, 3)
+        XCTAssertEqual(notified, [0, 0], "nothing left: no more turns")
+        XCTAssertEqual(try memory.load(UInt16.self, at: ramBase + 0x2000 + 4 + 8 * 8), 3, "avail_event follows the queue")
     }
 
     func testConfigurationChangeBumpsTheGeneration() {

@@ -182,11 +182,13 @@ public final class BlockDevice: VirtioDevice {
 
     public func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) {
         guard index == 0 else { return }
-        repeat {
-            while try queue.pop(into: &chain) {
-                queue.push(head: chain.head, written: execute(chain, memory: memory))
-            }
-        } while queue.prepareToWait()
+        // One queue's worth per call: the transport calls again while more are available,
+        // so a guest that keeps its queue full cannot hold the I/O thread.
+        var budget = Int(queue.size)
+        while budget > 0, try queue.pop(into: &chain) {
+            queue.push(head: chain.head, written: execute(chain, memory: memory))
+            budget -= 1
+        }
     }
 
     /// Parses and carries out one chain; returns the bytes written into its writable part,

@@ -325,6 +325,9 @@ public final class VirtioMMIOTransport: BusDevice {
                 interruptStatus.bitwiseOr(VIRTIO_MMIO_INT_VRING, ordering: .acquiringAndReleasing)
                 interrupt.trigger()
             }
+            // More chains (the device's per-call budget ran out, or the driver added some
+            // meanwhile): come back through the notifier, after other queues' turns.
+            if queues[index]!.prepareToWait() { notify(index) }
         }
     }
 

@@ -20,7 +20,8 @@ public protocol VirtioDevice: AnyObject {
     func writeConfig(at offset: UInt64, from data: UnsafeRawBufferPointer)
     /// The driver set DRIVER_OK with these negotiated features.
     func activate(features: UInt64)
-    /// Works through the available chains of queue `index`, pushing each used chain.
+    /// Works through the available chains of queue `index`, pushing each used chain: at
+    /// most `queue.size` of them per call (the transport calls again while more wait).
     /// Throws when the queue itself is malformed (the transport then sets NEEDS_RESET);
     /// a malformed request inside a sound chain is the device's to answer (an error status).
     func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError)
