@@ -10,6 +10,10 @@ import SwiftletCore
 public enum ACPIDevice: Equatable {
     /// A 16550 COM port (PNP0501): 8 I/O ports from `port`.
     case serial(port: UInt16, irq: UInt32)
+    /// The CMOS real-time clock (PNP0B00): 2 I/O ports from `port`. Linux's rtc_cmos binds
+    /// through it; without the legacy PIC of a hardware-reduced machine, the raw ISA IRQ 8
+    /// of its fallback platform device cannot be requested.
+    case rtc(port: UInt16, irq: UInt32)
     /// The i8042 keyboard controller (PNP0303).
     case keyboard(dataPort: UInt16, commandPort: UInt16, irq: UInt32)
     /// A virtio-mmio transport (LNRO0005); `gsi` is signalled edge-triggered (KVM irqfd).
@@ -150,6 +154,14 @@ public enum ACPITables {
                     AML.name("_CRS", AML.resourceTemplate([
                         AML.Resource.io(port: dataPort, length: 1),
                         AML.Resource.io(port: commandPort, length: 1),
+                        AML.Resource.interrupt(irq),
+                    ])),
+                ]))
+            case let .rtc(port, irq):
+                terms.append(AML.device("RTC", [
+                    AML.name("_HID", AML.eisaID("PNP0B00")),
+                    AML.name("_CRS", AML.resourceTemplate([
+                        AML.Resource.io(port: port, length: 2),
                         AML.Resource.interrupt(irq),
                     ])),
                 ]))

@@ -21,10 +21,12 @@ enum Layout {
     static let serialCOM1: UInt64 = 0x3F8
     static let serialCOM1IRQ: UInt32 = 4
     static let keyboardIRQ: UInt32 = 1
+    /// The RTC's ISA line; described (PNP0B00) though the CMOS model raises no interrupt.
+    static let cmosIRQ: UInt32 = 8
     /// virtio-mmio windows in the 32-bit MMIO hole, one 4 KiB page each.
     static let virtioMMIO: UInt64 = 0xD000_0000
     static let virtioMMIOStride: UInt64 = 0x1000
-    /// IOAPIC pins free for virtio: the ISA ones below 5 are the legacy devices'.
-    static let virtioFirstGSI: UInt32 = 5
-    static let virtioLastGSI: UInt32 = 23
+    /// IOAPIC pins for virtio: 5–23 as in Firecracker, less the RTC's 8 (the ones below 5
+    /// belong to the PIT, the keyboard and COM1).
+    static let virtioGSIs: [UInt32] = Array(5...23).filter { $0 != cmosIRQ }
 }

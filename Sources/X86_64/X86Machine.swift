@@ -11,14 +11,13 @@ import VMM
 public enum X86Machine: Machine {
     public static let name = "x86_64"
 
-    /// virtio-mmio windows of 4 KiB from 0xD000_0000, on IOAPIC pins 5–23 (as Firecracker).
-    public static let virtioSlots = VirtioSlots(base: Layout.virtioMMIO, stride: Layout.virtioMMIOStride,
-                                                irqs: Array(Layout.virtioFirstGSI...Layout.virtioLastGSI))
+    /// virtio-mmio windows of 4 KiB from 0xD000_0000, on IOAPIC pins 5–23 but the RTC's.
+    public static let virtioSlots = VirtioSlots(base: Layout.virtioMMIO, stride: Layout.virtioMMIOStride, irqs: Layout.virtioGSIs)
 
     public static func addFixedDevices(to devices: inout DeviceManager, config: VMConfig) throws(SwiftletError) {
         try devices.addFixed(.serial16550, .pio, base: Layout.serialCOM1, size: Serial16550.size, irq: Layout.serialCOM1IRQ)
         try devices.addFixed(.i8042, .pio, base: I8042.base, size: I8042.size, irq: Layout.keyboardIRQ)
-        try devices.addFixed(.cmos, .pio, base: CMOS.base, size: CMOS.size, irq: nil)
+        try devices.addFixed(.cmos, .pio, base: CMOS.base, size: CMOS.size, irq: Layout.cmosIRQ)
     }
 
     /// RAM from 0 up to the MMIO hole, the remainder from 4 GiB.
@@ -138,9 +137,10 @@ public enum X86Machine: Machine {
         for record in devices.records {
             switch record.kind {
             case .serial16550: described.append(.serial(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
+            case .cmos: described.append(.rtc(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
             case .i8042: described.append(.keyboard(dataPort: UInt16(truncatingIfNeeded: record.base), commandPort: UInt16(truncatingIfNeeded: record.base + I8042.commandPortOffset), irq: record.irq ?? 0))
             case .virtioBlock, .virtioEntropy: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
-            default: break
+            case .pl011, .pl031, .pl061: break
             }
         }
         return described

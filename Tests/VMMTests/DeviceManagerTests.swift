@@ -45,9 +45,9 @@ final class DeviceManagerTests: XCTestCase {
             XCTAssertTrue((error as! SwiftletError).isBadInput)
         }
         XCTAssertThrowsError(try ARM64Machine.devices(config(disks: 33, entropy: false)))
-        XCTAssertThrowsError(try X86Machine.devices(config(disks: 19, entropy: true)), "19 pins, 20 devices")
-        XCTAssertNoThrow(try X86Machine.devices(config(disks: 18, entropy: true)))
-        for machine in [try ARM64Machine.devices(config(disks: 31, entropy: true)), try X86Machine.devices(config(disks: 18, entropy: true))] {
+        XCTAssertThrowsError(try X86Machine.devices(config(disks: 18, entropy: true)), "18 pins (5-23 but 8), 19 devices")
+        XCTAssertNoThrow(try X86Machine.devices(config(disks: 17, entropy: true)))
+        for machine in [try ARM64Machine.devices(config(disks: 31, entropy: true)), try X86Machine.devices(config(disks: 17, entropy: true))] {
             let records = machine.records
             for (i, a) in records.enumerated() {
                 for b in records[(i + 1)...] {
@@ -80,6 +80,7 @@ final class DeviceManagerTests: XCTestCase {
         XCTAssertEqual(X86Machine.acpiDevices(devices), [
             .serial(port: 0x3F8, irq: 4),
             .keyboard(dataPort: 0x60, commandPort: 0x64, irq: 1),
+            .rtc(port: 0x70, irq: 8),
             .virtioMMIO(base: 0xD000_0000, size: 0x1000, gsi: 5),
             .virtioMMIO(base: 0xD000_1000, size: 0x1000, gsi: 6),
         ])

@@ -9,6 +9,7 @@ private let base: UInt64 = 0xE_0000
 private let devices: [ACPIDevice] = [
     .keyboard(dataPort: 0x60, commandPort: 0x64, irq: 1),
     .serial(port: 0x3F8, irq: 4),
+    .rtc(port: 0x70, irq: 8),
     .virtioMMIO(base: 0xD000_0000, size: 0x1000, gsi: 5),
     .virtioMMIO(base: 0xD000_1000, size: 0x200, gsi: 6),
     .virtioMMIO(base: 0x1_2000_0000, size: 0x1000, gsi: 23),
@@ -274,6 +275,7 @@ final class ACPITablesTests: XCTestCase {
         for expected in ["Scope (\\_SB)", "EisaId (\"PNP0303\")", "EisaId (\"PNP0501\")", "Name (_UID, One)",
                          "Name (_HID, \"LNRO0005\")", "Name (_CCA, One)", "Device (V000)", "Device (V001)", "Device (V002)",
                          "0x0060,", "0x0064,", "0x03F8,", "IRQNoFlags ()\n                    {1}", "IRQNoFlags ()\n                    {4}",
+                         "EisaId (\"PNP0B00\")", "0x0070,", "IRQNoFlags ()\n                    {8}",
                          "Memory32Fixed (ReadWrite,\n                    0xD0000000,", "0xD0001000,", "0x00001000,", "0x00000200,",
                          "QWordMemory (ResourceConsumer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
                          "0x0000000120000000, // Range Minimum", "0x0000000120000FFF, // Range Maximum",
