@@ -109,4 +109,9 @@ dd if=/dev/zero of=/tmp/huge-initrd bs=1 count=0 seek=6G 2>/dev/null
 vm huge-initrd 30 --kernel /extra/Image --initrd /tmp/huge-initrd --memory 64
 expect_bad_input "a 6 GiB initrd for a 64 MiB guest" "too small"
 
+# --- virtio-blk and virtio-rng (lib.sh's disk_checks): an ext4 root on /dev/vda
+# (ci/guest-disk), a read-only disk, a sparse 5 GiB disk, the entropy device, and fsyncs cut
+# off by SIGTERM and by SIGKILL; L1 checks the images afterwards
+disk_checks 120 "$CMDLINE" $KERNEL
+
 finish

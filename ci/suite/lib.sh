@@ -187,6 +187,181 @@ check_rtc() {
     fi
 }
 
+# wait_for_pid FILE PATTERN SECONDS PID: like wait_for, but gives up as soon as PID has ended.
+wait_for_pid() {
+    i=0
+    while [ "$i" -lt $(($3 * 10)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null; return; }
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# vm_until NAME TIMEOUT MARKER SIGNALS SWIFTLET-RUN-ARGS...: like vm, and once the guest's
+# output shows MARKER, sends swiftlet each signal of SIGNALS in turn, 2 s apart (e.g.
+# "TERM TERM" or "KILL"). Stops waiting at once if swiftlet ends first (e.g. a refused flag).
+# Sets acted=1 if the signals were sent, alive=1 if swiftlet still ran just before the last
+# one, and rc/out/err/took. $UNTIL_ACTION, if set, is evaluated at the marker, before the signals.
+vm_until() {
+    name=$1 limit=$2 marker=$3 signals=$4
+    shift 4
+    out=/tmp/$name.out err=/tmp/$name.err
+    start=$(now)
+    swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
+    pid=$!
+    acted=0 alive=0
+    if wait_for_pid "$out" "$marker" "$limit" $pid; then
+        acted=1
+        [ -z "${UNTIL_ACTION:-}" ] || eval "$UNTIL_ACTION"
+        gap=
+        for sig in $signals; do
+            [ -z "$gap" ] || sleep 2
+            gap=1
+            if kill -0 $pid 2>/dev/null; then alive=1; else alive=0; fi
+            kill -"$sig" $pid 2>/dev/null
+        done
+    fi
+    wait_or_kill $pid 30
+    took=$(seconds_since "$start")
+}
+
+# guest_arch: the tiny guests' architecture suffix for this L1 (arm64 or x86_64).
+guest_arch() { case "$(uname -m)" in aarch64) echo arm64 ;; *) echo x86_64 ;; esac; }
+
+# --- disks (virtio-blk). Images are made in L1's /tmp (a tmpfs, so sparse files stay
+# sparse); the ext4 root filesystem comes from the host (ci/guest-disk) in /extra.
+# disk_blank PATH SIZE: a sparse disk of zeros, e.g. 5G.
+disk_blank() { rm -f "$1"; truncate -s "$2" "$1"; }
+# disk_random PATH KIB: KIB KiB of random bytes; prints their md5sum.
+disk_random() { dd if=/dev/urandom of="$1" bs=1024 count="$2" 2>/dev/null; md5sum < "$1" | cut -d' ' -f1; }
+# md5_of FILE: the md5sum of FILE alone.
+md5_of() { md5sum < "$1" | cut -d' ' -f1; }
+# sector IMAGE N: the first line of 512-byte sector N of IMAGE.
+sector() { dd if="$1" bs=512 skip="$2" count=1 2>/dev/null | head -n 1; }
+# l1_ext4: loads loop and ext4 with its dependencies (in dependency order; the .ko files of
+# L1's own kernel, from /extra) into L1, once.
+l1_ext4() {
+    for m in loop crc16 mbcache crc32c_generic jbd2 ext4; do
+        grep -q "^$m " /proc/modules && continue
+        insmod /extra/$m.ko || { echo "suite: insmod /extra/$m.ko failed"; return 1; }
+    done
+}
+# image_file IMAGE PATH: prints file PATH of the ext4 filesystem in IMAGE, mounted read-only
+# through a loop device (with noload when its journal needs recovery: sets image_note).
+image_file() {
+    image_note=
+    l1_ext4 || return 1
+    mkdir -p /tmp/mnt
+    if ! mount -t ext4 -o ro,loop "$1" /tmp/mnt 2>/dev/null; then
+        mount -t ext4 -o ro,loop,noload "$1" /tmp/mnt || return 1
+        image_note=" (its journal was not clean: mounted with noload)"
+    fi
+    cat "/tmp/mnt$2"
+    status=$?
+    umount /tmp/mnt
+    return $status
+}
+# check_synced IMAGE VALUE: every "SYNCED n" line of the last VM's output must have its
+# record "SWIFTLET-REC n VALUE" at sector n of IMAGE. Sets synced (how many lines) and
+# missing (the n whose record is not there).
+check_synced() {
+    synced=0 missing=
+    for rec in $(tr -d '\r' < "$out" | sed -n 's/^SYNCED \([0-9]*\)$/\1/p'); do
+        synced=$((synced + 1))
+        [ "$(sector "$1" "$rec")" = "SWIFTLET-REC $rec $2" ] || missing="$missing $rec"
+    done
+}
+
+# disk_checks TIMEOUT CMDLINE KERNEL-ARGS...: the virtio-blk and virtio-rng checks, the same
+# on both architectures. One boot from an ext4 root on /dev/vda (a fresh copy of
+# /extra/root.img, ci/guest-disk) with a read-only /dev/vdb, a sparse 5 GiB /dev/vdc and
+# --rng runs the disk's readonly, bigdisk, rng and diskwrite steps; L1 then checks each disk
+# image. Two more boots write records to /dev/vdb with an fsync each until swiftlet gets
+# SIGTERM twice (the power key, which the guest ignores, then "stop at once") or SIGKILL;
+# every record the guest saw synced must be in the image.
+disk_checks() {
+    dlimit=$1 dcmdline=$2
+    shift 2
+    value=v$(head -c 8 /proc/sys/kernel/random/uuid)
+    cp /extra/root.img /tmp/root.img
+    ro_sum=$(disk_random /tmp/ro.img 1024)
+    disk_blank /tmp/big.img 5G
+    vm disks "$dlimit" "$@" --memory 256 --disk path=/tmp/root.img --disk path=/tmp/ro.img,readonly=on \
+        --disk path=/tmp/big.img --rng --cmdline "$dcmdline root=/dev/vda swiftlet.test=readonly,bigdisk,rng,diskwrite swiftlet.value=$value swiftlet.ro=/dev/vdb swiftlet.big=/dev/vdc"
+    expect_ok "Linux boots from an ext4 root on virtio-blk /dev/vda (with 2 more disks and --rng) and powers off" "SWIFTLET-DISKWRITE-DONE value=$value"
+    ran=no
+    grep -q SWIFTLET-DISK-UP "$out" && ran=yes
+    # diskwrite: the file the guest wrote is in the image
+    want="RESULT-$value-$(printf %s "$value" | md5sum | cut -d' ' -f1)"
+    got=$(image_file /tmp/root.img /result 2>&1)
+    if [ "$got" = "$want" ] && [ "$(stat -c %s /tmp/root.img)" = "$(stat -c %s /extra/root.img)" ]; then
+        pass "the file the guest wrote on /dev/vda is in the image, read through a loop mount in L1$image_note"
+    else
+        fail "diskwrite: wanted /result = '$want' in /tmp/root.img, found '$got' (guest ran: $ran; size $(stat -c %s /tmp/root.img))"
+    fi
+    # readonly: the guest's write fails, the image is unchanged, and the guest read it whole
+    guest_sum=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-RO-READ md5=\([0-9a-f]*\).*/\1/p')
+    if grep -q "SWIFTLET-RO-WRITE-FAILED ro=1" "$out" && [ "$(md5_of /tmp/ro.img)" = "$ro_sum" ] && [ "$guest_sum" = "$ro_sum" ]; then
+        pass "readonly=on: the guest sees a read-only disk (VIRTIO_BLK_F_RO), its write to /dev/vdb fails ($(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-RO-WRITE-FAILED //p')), the image is unchanged, the guest reads it whole intact"
+    else
+        fail "readonly=on: guest says '$(tr -d '\r' < "$out" | grep 'SWIFTLET-RO-WRITE' | head -1)', guest read md5 '$guest_sum', image md5 $(md5_of /tmp/ro.img), wanted $ro_sum (guest ran: $ran)"
+    fi
+    # bigdisk: size above 4 GiB, the last sector written by the guest is in the image
+    last=$((5 * 1024 * 1024 * 2 - 1))
+    got=$(sector /tmp/big.img $last)
+    if grep -q "SWIFTLET-BIG-OK size=5368709120 sector=$last" "$out" && [ "$got" = "SWIFTLET-BIG-PATTERN-$value-$last" ] &&
+        [ "$(stat -c %s /tmp/big.img)" = 5368709120 ]; then
+        pass "a sparse 5 GiB disk: the guest sees 5368709120 bytes, writes and reads back its last sector, and L1 finds it at sector $last of the image"
+    else
+        fail "5 GiB disk: guest says '$(tr -d '\r' < "$out" | grep 'SWIFTLET-BIG' | head -1)', sector $last of the image holds '$got', image size $(stat -c %s /tmp/big.img) (guest ran: $ran)"
+    fi
+    # rng: the kernel's hwrng is the virtio device and gives bytes
+    rng=$(tr -d '\r' < "$out" | grep '^SWIFTLET-RNG ' | head -1)
+    hex=${rng##*hex=}
+    if echo "$rng" | grep -q "current=virtio_rng.* bytes=32 " && [ -n "$(echo "$hex" | tr -d '0')" ]; then
+        current=${rng#*current=}
+        pass "--rng: the guest's hw_random is ${current%% *}, and /dev/hwrng gave 32 bytes"
+    else
+        fail "--rng: guest says '$rng', wanted current=virtio_rng.N and 32 bytes, not all zero (guest ran: $ran)"
+    fi
+    # syncs cut off: SIGTERM twice, then SIGKILL
+    for signals in "TERM TERM" KILL; do
+        tag=$(echo "$signals" | tr 'A-Z ' 'a-z-')
+        what="SIG$(echo "$signals" | sed 's/ / then SIG/')"
+        value=v$(head -c 8 /proc/sys/kernel/random/uuid)
+        cp /extra/root.img /tmp/root.img
+        disk_blank /tmp/sync.img 1M
+        # While the guest writes, a second VM asking for the same image for writing is refused.
+        locked=
+        UNTIL_ACTION='swiftlet run --kernel /extra/hello-$(guest_arch).bin --memory 64 --disk path=/tmp/sync.img > /tmp/locked.out 2> /tmp/locked.err; locked=$?'
+        vm_until "sync-$tag" "$dlimit" "^SYNCED 3" "$signals" "$@" --memory 256 --disk path=/tmp/root.img --disk path=/tmp/sync.img \
+            --cmdline "$dcmdline root=/dev/vda swiftlet.test=syncloop swiftlet.value=$value swiftlet.sync=/dev/vdb"
+        UNTIL_ACTION=
+        if [ "$locked" = 2 ] && [ "$(wc -l < /tmp/locked.err)" = 1 ] && grep -q "disk image /tmp/sync.img is in use by another VM (locked)" /tmp/locked.err; then
+            pass "a second VM asking for the image in use is refused: $(cat /tmp/locked.err)"
+        else
+            fail "a second VM on the image in use: exit '$locked', wanted 2 and one 'in use' line: $(cat /tmp/locked.err 2>/dev/null)"
+        fi
+        check_synced /tmp/sync.img "$value"
+        note=
+        if [ "$acted" = 1 ] && [ "$signals" != KILL ]; then
+            if [ "$alive" = 1 ]; then note=", still running after the first"; else note=", gone after the first"; fi
+        fi
+        if [ "$acted" = 1 ] && [ "$synced" -ge 4 ] && [ -z "$missing" ]; then
+            pass "$what during fsyncs to /dev/vdb: swiftlet exits ($rc$note), and all $synced records the guest saw synced are in the image (${took} s)"
+        else
+            fail "$what during fsyncs to /dev/vdb: signals sent: $acted, exit $rc$note, $synced records reported synced, missing from the image:${missing:- none}"
+            show
+        fi
+    done
+    # bad input
+    vm disk-missing 30 "$@" --memory 256 --disk path=/tmp/no-such-disk.img
+    expect_bad_input "a missing disk image" "disk image /tmp/no-such-disk.img"
+    rm -f /tmp/root.img /tmp/ro.img /tmp/big.img /tmp/sync.img
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

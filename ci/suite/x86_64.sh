@@ -50,4 +50,9 @@ long=$(head -c 3000 /dev/zero | tr '\0' 'x')
 vm cmdline 30 $KERNEL --memory 256 --cmdline "$long"
 expect_error "cmdline longer than the kernel accepts" "this kernel accepts at most"
 
+# --- virtio-blk and virtio-rng (lib.sh's disk_checks): an ext4 root on /dev/vda
+# (ci/guest-disk), a read-only disk, a sparse 5 GiB disk, the entropy device, and fsyncs cut
+# off by SIGTERM and by SIGKILL; L1 checks the images afterwards
+disk_checks 180 "$CMDLINE" $KERNEL
+
 finish
