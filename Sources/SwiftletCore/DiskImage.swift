@@ -47,8 +47,16 @@ public final class DiskImage {
         let access = readOnly ? O_RDONLY : O_RDWR
         let fd = sl_open(path, access | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else {
-            let purpose = readOnly ? "" : " for writing"
-            throw .invalidArgument("cannot open disk image \(path)\(purpose): \(SwiftletError.errnoString(sl_errno()))")
+            let code = sl_errno()
+            let message = "cannot open disk image \(path)\(readOnly ? "" : " for writing"): \(SwiftletError.errnoString(code))"
+            // The path's fault (missing, forbidden, read-only, not a file) is the user's;
+            // running out of descriptors or memory, or an I/O error, is the host's.
+            switch code {
+            case ENOENT, EACCES, EPERM, EROFS, EISDIR, ENOTDIR, ELOOP, ENAMETOOLONG, ENXIO, ETXTBSY, ENODEV:
+                throw .invalidArgument(message)
+            default:
+                throw .system("cannot open disk image \(path)", errno: code)
+            }
         }
         do throws(SwiftletError) {
             var info = stat()
@@ -64,18 +72,44 @@ public final class DiskImage {
             guard flags >= 0, sl_fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
                 throw .lastSystemError("fcntl disk image \(path)")
             }
-            var size: UInt64 = 0
-            if isBlockDevice {
-                guard sl_ioctl(fd, SL_BLKGETSIZE64, &size) == 0 else {
-                    throw .lastSystemError("BLKGETSIZE64 of disk image \(path)")
-                }
-            } else {
-                size = UInt64(max(0, info.st_size))
-            }
+            let size = try currentSize(fd, path: path, isBlockDevice: isBlockDevice)
             try lock(fd, path: path, readOnly: readOnly)
             return DiskImage(path: path, size: size, isReadOnly: readOnly, isBlockDevice: isBlockDevice, fd: fd)
         } catch {
             close(fd)
+            throw error
+        }
+    }
+
+    private static func currentSize(_ fd: Int32, path: String, isBlockDevice: Bool) throws(SwiftletError) -> UInt64 {
+        if isBlockDevice {
+            var size: UInt64 = 0
+            guard sl_ioctl(fd, SL_BLKGETSIZE64, &size) == 0 else { throw .lastSystemError("BLKGETSIZE64 of disk image \(path)") }
+            return size
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .lastSystemError("stat disk image \(path)") }
+        return UInt64(max(0, info.st_size))
+    }
+
+    /// Whether `path` names the file this image has open (same device and inode).
+    public func isSameFile(as path: String) -> Bool {
+        var named = stat(), open = stat()
+        guard stat(path, &named) == 0, fstat(fd, &open) == 0 else { return false }
+        return named.st_dev == open.st_dev && named.st_ino == open.st_ino
+    }
+
+    /// The same open file again, with its size read anew (media change to the same path
+    /// after the file grew, as Firecracker clients do). It shares this image's open file
+    /// description, and with it the lock: a fresh open would conflict with our own lock.
+    public func reopened() throws(SwiftletError) -> DiskImage {
+        let copy = sl_fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw .lastSystemError("dup of disk image \(path)") }
+        do throws(SwiftletError) {
+            let size = try DiskImage.currentSize(copy, path: path, isBlockDevice: isBlockDevice)
+            return DiskImage(path: path, size: size, isReadOnly: isReadOnly, isBlockDevice: isBlockDevice, fd: copy)
+        } catch {
+            close(copy)
             throw error
         }
     }

@@ -53,13 +53,19 @@ public final class IOThread {
         thread = try Thread.spawn { [self] in loop() }
     }
 
-    /// Stops the loop and joins the thread; a handler in progress finishes first.
+    /// Stops the loop and joins the thread; a handler in progress finishes first, within
+    /// `stopTimeoutMs`. A thread stuck longer (a host disk that does not answer) is left
+    /// behind, named: the process is about to exit, and it must not keep it alive.
     public func stop() {
         guard let thread else { return }
         stopEvent.notify()
-        thread.join()
+        if !thread.join(withinMilliseconds: IOThread.stopTimeoutMs) {
+            printError("swiftlet: the device I/O thread did not stop within \(IOThread.stopTimeoutMs / 1000) s (host I/O stuck?); exiting without it")
+        }
         self.thread = nil
     }
+
+    static let stopTimeoutMs = 5000
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 16)

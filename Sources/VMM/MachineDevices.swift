@@ -66,11 +66,15 @@ public final class MachineDevices {
         disks.append((id, device, transport))
     }
 
-    /// Media change: disk `id` reads and writes `image` from now on; the guest sees a
-    /// configuration change (the new capacity). False if there is no such disk.
-    public func changeMedia(of id: String, to image: DiskImage) -> Bool {
-        guard let disk = disks.first(where: { $0.id == id }) else { return false }
-        disk.transport.changeConfiguration { disk.device.replace(image: image) }
-        return true
+    /// Media change: disk `id` reads and writes the image at `path` from now on, and the
+    /// guest sees a configuration change (the new capacity). The same file again (grown,
+    /// say) keeps its open file and lock. May block on the file and on the disk's I/O in
+    /// flight: call it off the main thread (a BackgroundJob).
+    public func changeMedia(of id: String, toPath path: String, readOnly: Bool) throws(SwiftletError) {
+        guard let disk = disks.first(where: { $0.id == id }) else { throw .invalidArgument("no drive \"\(id)\" in this VM") }
+        let current = disk.device.image
+        let image = current.isSameFile(as: path) ? try current.reopened() : try DiskImage.open(path, readOnly: readOnly)
+        // The old image comes back and is released here, outside the transport's locks.
+        _ = disk.transport.changeConfiguration { disk.device.replace(image: image) }
     }
 }

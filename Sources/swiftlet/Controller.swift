@@ -21,6 +21,8 @@ final class Controller {
     /// The build under way, if any, and the API request waiting for its outcome.
     private var building: BackgroundJob<VM>?
     private var startTicket: APIServer.Ticket?
+    /// The media change under way (PATCH /drives), if any.
+    private var mediaChange: BackgroundJob<Bool>?
     /// Where the guest's console goes (made with the first build).
     private var console: ConsoleOutput?
     /// Set once the server exists (it holds a handler that calls back into this object).
@@ -124,8 +126,8 @@ final class Controller {
             config = updated
             return .now(.noContent())
         case .changeMedia(let id, let path):
-            try changeMedia(id, path)
-            return .now(.noContent())
+            try changeMedia(id, path, ticket)
+            return .later
         case .configureEntropy:
             try refuseWhileStarting()
             config.entropy = true
@@ -148,17 +150,39 @@ final class Controller {
     }
 
     /// PATCH /drives/{id}: the disk's image is replaced under the running guest, which sees
-    /// a configuration change with the new capacity.
-    private func changeMedia(_ id: String, _ path: String) throws(APIError) {
+    /// a configuration change with the new capacity. Opening the file and waiting for the
+    /// disk's I/O in flight happen on a thread of their own; the answer comes when done.
+    private func changeMedia(_ id: String, _ path: String, _ ticket: APIServer.Ticket) throws(APIError) {
         guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
             throw .badRequest("no drive \"\(id)\" in this VM")
         }
-        let image: DiskImage
-        do { image = try DiskImage.open(path, readOnly: config.disks[index].readOnly) } catch {
-            throw APIError(status: error.isBadInput ? 400 : 500, message: "\(error)")
+        guard mediaChange == nil else { throw APIError(status: 400, message: "a media change is under way; try again when it has finished") }
+        let devices = vm.devices, readOnly = config.disks[index].readOnly
+        let job: BackgroundJob<Bool>
+        do {
+            job = try BackgroundJob<Bool>({ () -> BackgroundJob<Bool>.Outcome in
+                do throws(SwiftletError) {
+                    try devices.changeMedia(of: id, toPath: path, readOnly: readOnly)
+                    return .success(true)
+                } catch {
+                    return .failure(error)
+                }
+            }, completion: { [self] outcome in
+                if let job = mediaChange { loop.remove(job) }
+                mediaChange = nil
+                switch outcome {
+                case .success:
+                    if let index = config.disks.firstIndex(where: { $0.id == id }) { config.disks[index].path = path }
+                    _ = server?.respond(ticket, .noContent())
+                case .failure(let error):
+                    _ = server?.respond(ticket, APIError(status: error.isBadInput ? 400 : 500, message: "\(error)").response())
+                }
+            })
+        } catch {
+            throw APIError(status: 500, message: "\(error)")
         }
-        guard vm.devices.changeMedia(of: id, to: image) else { throw .badRequest("no drive \"\(id)\" in this VM") }
-        config.disks[index].path = path
+        mediaChange = job
+        loop.add(job)
     }
 
     private func refuseWhileStarting() throws(APIError) {

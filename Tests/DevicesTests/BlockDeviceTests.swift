@@ -296,19 +296,19 @@ final class BlockDeviceTests: XCTestCase {
         let (writable, _) = try makeDevice()
         XCTAssertEqual(writable.deviceID, 2)
         XCTAssertEqual(writable.queueSizes, [256])
-        XCTAssertEqual(writable.deviceFeatures, VirtioBlockFeature.segMax | VirtioBlockFeature.blockSize | VirtioBlockFeature.flush
+        XCTAssertEqual(writable.deviceFeatures, VirtioBlockFeature.sizeMax | VirtioBlockFeature.segMax | VirtioBlockFeature.blockSize | VirtioBlockFeature.flush
                        | VirtioBlockFeature.discard | VirtioBlockFeature.writeZeroes)
-        XCTAssertEqual(writable.deviceFeatures, (1 << 2) | (1 << 6) | (1 << 9) | (1 << 13) | (1 << 14))
+        XCTAssertEqual(writable.deviceFeatures, (1 << 1) | (1 << 2) | (1 << 6) | (1 << 9) | (1 << 13) | (1 << 14))
         let path = try imagePath("ro.img", size: 4096)
         let readOnly = BlockDevice(image: try DiskImage.open(path, readOnly: true), serial: "")
-        XCTAssertEqual(readOnly.deviceFeatures, (1 << 2) | (1 << 5) | (1 << 6) | (1 << 9))
+        XCTAssertEqual(readOnly.deviceFeatures, (1 << 1) | (1 << 2) | (1 << 5) | (1 << 6) | (1 << 9))
     }
 
     func testConfigSpaceLayout() throws {
         let (device, _) = try makeDevice(size: 6 * 1024 * 1024 * 1024 / 1024)   // 6 MiB
         let bytes = config(device, at: 0, count: Int(VirtioBlockConfig.size))
         XCTAssertEqual(readLE64(bytes, at: 0), 6 * 2048, "capacity in sectors")
-        XCTAssertEqual(readLE32(bytes, at: 8), 0, "size_max: not offered")
+        XCTAssertEqual(readLE32(bytes, at: 8), 1 << 20, "size_max: 1 MiB segments")
         XCTAssertEqual(readLE32(bytes, at: 12), 254, "seg_max")
         XCTAssertEqual(readLE32(bytes, at: 16), 0, "geometry: not offered")
         XCTAssertEqual(readLE32(bytes, at: 20), 512, "blk_size")
@@ -328,7 +328,7 @@ final class BlockDeviceTests: XCTestCase {
     func testConfigAnyOffsetAndWidthPastTheEndAndWrites() throws {
         let (device, _) = try makeDevice(size: (5 << 30) / 1024)   // 5 MiB = 10240 sectors = 0x2800
         XCTAssertEqual(config(device, at: 1, count: 2), [0x28, 0x00], "unaligned slice of capacity")
-        XCTAssertEqual(config(device, at: 6, count: 8), [0, 0, 0, 0, 0, 0, 0xFE, 0], "across capacity, size_max, seg_max")
+        XCTAssertEqual(config(device, at: 6, count: 8), [0, 0, 0, 0, 0x10, 0, 0xFE, 0], "across capacity, size_max, seg_max")
         XCTAssertEqual(config(device, at: 58, count: 8), [UInt8](repeating: 0, count: 8), "past the end reads zero")
         XCTAssertEqual(config(device, at: 0x1000, count: 4), [0, 0, 0, 0])
         XCTAssertEqual(config(device, at: UInt64.max - 1, count: 8), [UInt8](repeating: 0, count: 8), "no wrap to offset 0")
@@ -651,5 +651,25 @@ final class BlockDeviceTests: XCTestCase {
         // A descriptor whose buffer lies outside guest RAM: the queue, not the device, refuses it.
         _ = try ring.offer(guest, readable: [DescriptorSegment(address: 0x10, length: 16)], writable: [try guest.reserve(1)])
         XCTAssertThrowsError(try device.process(queue: 0, &queue, memory: guest.memory))
+    }
+}
+
+/// The limits that bound what one request, one chain and one call can make the device do.
+final class BlockWorkBoundsTests: XCTestCase {
+    func testARequestLongerThanSegMaxTimesSizeMaxIsAnIOError() throws {
+        let memory = try GuestMemory(regions: [.init(guestBase: 0x4000_0000, size: 1 << 20)])
+        var header = [UInt8](repeating: 0, count: 16)   // IN at sector 0
+        header[0] = 0
+        try memory.write(header, at: 0x4000_0000)
+        var chain = DescriptorChain()
+        chain.readable = [DescriptorSegment(address: 0x4000_0000, length: 16)]
+        chain.readableLength = 16
+        // 255 writable segments of 1 MiB all over the same guest buffer, then the status byte.
+        let data = DescriptorSegment(address: 0x4000_1000, length: UInt32(1 << 20) - 0x2000)
+        chain.writable = [DescriptorSegment](repeating: data, count: 300) + [DescriptorSegment(address: 0x4000_0100, length: 1)]
+        chain.writableLength = UInt64(data.length) * 300 + 1
+        let request = try XCTUnwrap(BlockRequest.parse(chain, memory: memory, capacity: UInt64.max >> 9, readOnly: false))
+        XCTAssertEqual(request.operation, .fail(status: VirtioBlockStatus.ioError), "more than 254 MiB in one request")
+        XCTAssertEqual(VirtioBlock.maxDataLength, 254 << 20)
     }
 }

@@ -101,6 +101,55 @@ final class ControlAPITests: XCTestCase {
         XCTAssertTrue(vmm.outputText.hasSuffix("key pressed, resetting\n"), vmm.outputText)
     }
 
+    /// Drives through the API: configured before start (a root device and a read-only one),
+    /// shown in GET /vm/config, and media change after start — to another image, to the same
+    /// image again (it keeps its lock), and refusals that change nothing.
+    func testDrivesConfiguredAndMediaChangedThroughTheAPI() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw TestSupport.Failure("curl is not installed: run ci/setup") }
+        let kernel = try TestSupport.guestImage("ticker-x86_64")
+        let root = directory.appendingPathComponent("root.img").path, data = directory.appendingPathComponent("data.img").path
+        let other = directory.appendingPathComponent("other.img").path
+        for path in [root, data, other] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20))) }
+        let vmm = try RunningVMM(directory: directory)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/boot-source", #"{"kernel_image_path": "\#(kernel)", "boot_args": "console=ttyS0"}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/data", #"{"drive_id": "data", "path_on_host": "\#(data)", "is_root_device": false, "is_read_only": true}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(root)", "is_root_device": true}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/second", #"{"drive_id": "second", "path_on_host": "\#(other)", "is_root_device": true}"#).status, 400, "one root device")
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/entropy", "{}").status, 204)
+        let before = try curl(vmm.socket, "GET", "/vm/config").body
+        XCTAssertTrue(before.contains(#""drives":[{"drive_id":"rootfs","path_on_host":"\#(root)","is_root_device":true"#), before)
+        XCTAssertTrue(before.contains(#""entropy":{}"#), before)
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(other)"}"#).status, 400, "media change needs a running VM")
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#).status, 204)
+        XCTAssertTrue(waitForGrowth(vmm, beyond: 0, seconds: 10), "guest output after start")
+
+        // The running VM holds its writable image: another VMM cannot open it for writing.
+        let second = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
+        XCTAssertEqual(second.status, 2)
+        XCTAssertTrue(second.stderr.contains("is in use by another VM (locked)"), second.stderr)
+
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(other)"}"#).status, 204)
+        XCTAssertTrue(try curl(vmm.socket, "GET", "/vm/config").body.contains(#""path_on_host":"\#(other)""#))
+        // The same file again (Firecracker clients do this after growing it): keeps its lock.
+        XCTAssertEqual(truncate(other, 2 << 20), 0)
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(other)"}"#).status, 204)
+        // The old image is free again; the new one is held.
+        let freed = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", try TestSupport.guestImage("hello-x86_64"), "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
+        XCTAssertEqual(freed.status, 0, "root.img was released by the media change: \(freed.stderr)")
+        let held = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(other)"], timeout: 20)
+        XCTAssertEqual(held.status, 2, held.stderr)
+
+        let missing = try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/no/such.img"}"#)
+        XCTAssertEqual(missing.status, 400)
+        XCTAssertTrue(missing.body.contains("cannot open disk image /no/such.img"), missing.body)
+        XCTAssertEqual(try curl(vmm.socket, "PATCH", "/drives/nope", #"{"drive_id": "nope", "path_on_host": "\#(root)"}"#).status, 400)
+        XCTAssertTrue(try curl(vmm.socket, "GET", "/vm/config").body.contains(#""path_on_host":"\#(other)""#), "a refused change changes nothing")
+
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "SendCtrlAltDel"}"#).status, 204)
+        XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
+    }
+
     func testPythonStandardLibraryClient() throws {
         let kernel = try TestSupport.guestImage("ticker-x86_64")
         let vmm = try RunningVMM(directory: directory)

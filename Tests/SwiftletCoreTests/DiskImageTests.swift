@@ -110,6 +110,21 @@ final class DiskImageTests: XCTestCase {
 
     // MARK: locking
 
+    func testReopenedSharesTheLockAndSeesTheNewSize() throws {
+        let path = try makeImage("grow.img", size: 4096)
+        let image = try DiskImage.open(path, readOnly: false)
+        XCTAssertTrue(image.isSameFile(as: path))
+        XCTAssertFalse(image.isSameFile(as: try makeImage("other.img", size: 4096)))
+        XCTAssertFalse(image.isSameFile(as: "/no/such/file"))
+        XCTAssertThrowsError(try DiskImage.open(path, readOnly: false), "our own lock excludes a fresh open")
+        XCTAssertEqual(truncate(path, 8192), 0)
+        var grown: DiskImage? = try image.reopened()
+        XCTAssertEqual(grown?.size, 8192)
+        XCTAssertEqual(image.size, 4096, "the old image keeps its size")
+        grown = nil
+        XCTAssertThrowsError(try DiskImage.open(path, readOnly: false), "the lock outlives a released copy")
+    }
+
     func testSecondWritableOpenIsLockedUntilTheFirstCloses() throws {
         let path = try makeImage(size: 4096)
         var first: DiskImage? = try DiskImage.open(path, readOnly: false)

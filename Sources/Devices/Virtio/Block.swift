@@ -48,6 +48,12 @@ public final class BlockDevice: VirtioDevice {
     /// seg_max: data segments per request. The queue size less the header and status
     /// descriptors, so a direct chain always fits (Linux sizes its requests from this).
     public static let segMax: UInt32 = 254
+    /// size_max: the largest data segment, so a request carries at most seg_max × size_max
+    /// bytes (254 MiB); Linux's default requests are 1.25 MiB at most.
+    public static let sizeMax: UInt32 = 1 << 20
+    /// Bytes one `process` call moves before it yields the I/O thread (the transport
+    /// reschedules the rest), so one busy disk cannot hold the thread for long.
+    public static let bytesPerCall: UInt64 = 64 << 20
     /// blk_size: the logical block size the guest should use.
     public static let blockSize: UInt32 = 512
     /// discard_sector_alignment: 4 KiB, the granularity file systems punch holes in.
@@ -91,7 +97,7 @@ public final class BlockDevice: VirtioDevice {
         var id = Array(serial.utf8.prefix(Int(VirtioBlock.idBytes)))
         id += [UInt8](repeating: 0, count: Int(VirtioBlock.idBytes) - id.count)
         self.id = id
-        var features = VirtioBlockFeature.segMax | VirtioBlockFeature.blockSize | VirtioBlockFeature.flush
+        var features = VirtioBlockFeature.sizeMax | VirtioBlockFeature.segMax | VirtioBlockFeature.blockSize | VirtioBlockFeature.flush
         if writable {
             features |= VirtioBlockFeature.discard | VirtioBlockFeature.writeZeroes
         } else {
@@ -115,9 +121,14 @@ public final class BlockDevice: VirtioDevice {
 
     /// Media change. The caller holds the transport's processing lock (no request is in
     /// flight) and bumps the config generation; the serial and the features stay.
-    public func replace(image: DiskImage) {
+    /// Returns the image replaced, for the caller to release outside the transport's
+    /// locks (closing a file can take a while; a vCPU reading a register must not wait).
+    @discardableResult
+    public func replace(image: DiskImage) -> DiskImage {
+        let old = self.image
         self.image = image
         capacitySectors.store(image.size >> VirtioBlock.sectorShift, ordering: .relaxed)
+        return old
     }
 
     // MARK: configuration space
@@ -141,13 +152,14 @@ public final class BlockDevice: VirtioDevice {
         }
         switch offset {
         case C.capacity..<(C.capacity + 8): return field(capacity, at: C.capacity)
+        case C.sizeMax..<(C.sizeMax + 4): return field(BlockDevice.sizeMax, at: C.sizeMax)
         case C.segMax..<(C.segMax + 4): return field(BlockDevice.segMax, at: C.segMax)
         case C.blkSize..<(C.blkSize + 4): return field(BlockDevice.blockSize, at: C.blkSize)
         // num_queues is only meaningful with MQ; QEMU fills it in anyway.
         case C.numQueues..<(C.numQueues + 2): return field(UInt16(queueSizes.count), at: C.numQueues)
         default: break
         }
-        // size_max, geometry, topology and writeback belong to features not offered: zero.
+        // geometry, topology and writeback belong to features not offered: zero.
         guard writable else { return 0 }
         switch offset {
         case C.maxDiscardSectors..<(C.maxDiscardSectors + 4):
@@ -185,7 +197,8 @@ public final class BlockDevice: VirtioDevice {
         // One queue's worth per call: the transport calls again while more are available,
         // so a guest that keeps its queue full cannot hold the I/O thread.
         var budget = Int(queue.size)
-        while budget > 0, try queue.pop(into: &chain) {
+        let moved = bytesRead &+ bytesWritten
+        while budget > 0, bytesRead &+ bytesWritten &- moved < BlockDevice.bytesPerCall, try queue.pop(into: &chain) {
             queue.push(head: chain.head, written: execute(chain, memory: memory))
             budget -= 1
         }

@@ -37,6 +37,9 @@ public enum VirtioBlock {
     public static let sectorShift: UInt64 = 9
     /// type, reserved, sector.
     public static let headerSize: UInt64 = 16
+    /// seg_max × size_max (Block.swift's advertised limits): a longer IN/OUT is an I/O
+    /// error, so no request moves more than this.
+    public static let maxDataLength = UInt64(BlockDevice.segMax) * UInt64(BlockDevice.sizeMax)
     static let headerType = 0
     static let headerSector = 8
     /// struct virtio_blk_discard_write_zeroes { le64 sector; le32 num_sectors; le32 flags; }
@@ -120,14 +123,14 @@ public struct BlockRequest: Equatable {
         case VirtioBlockRequestType.input:
             // Extra readable bytes after the header carry nothing for IN: ignored.
             let length = statusOffset
-            guard length % VirtioBlock.sectorSize == 0,
+            guard length % VirtioBlock.sectorSize == 0, length <= VirtioBlock.maxDataLength,
                   fits(sector, sectors: length >> VirtioBlock.sectorShift, capacity) else { return ioError }
             return .read(sector: sector, length: length)
         case VirtioBlockRequestType.output:
             // Writable bytes before the status carry nothing for OUT: ignored.
             guard !readOnly else { return ioError }
             let length = readableData
-            guard length % VirtioBlock.sectorSize == 0,
+            guard length % VirtioBlock.sectorSize == 0, length <= VirtioBlock.maxDataLength,
                   fits(sector, sectors: length >> VirtioBlock.sectorShift, capacity) else { return ioError }
             return .write(sector: sector, length: length)
         case VirtioBlockRequestType.flush:

@@ -32,12 +32,14 @@ public final class EntropyDevice: VirtioDevice {
     public var requests: UInt64 { requestCounter.load(ordering: .relaxed) }
     public var failures: UInt64 { failureCounter.load(ordering: .relaxed) }
 
-    /// getrandom(2) from the kernel's pool (blocks only before the pool is first seeded).
+    /// getrandom(2) from the kernel's pool, without blocking: before the host's pool is
+    /// first seeded (early boot of an edge device) the request fails and the guest gets
+    /// nothing this time, rather than the I/O thread, and every disk with it, waiting.
     public static func hostRandom(_ buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard let base = buffer.baseAddress else { return true }
         var done = 0
         while done < buffer.count {
-            let n = getrandom(base + done, buffer.count - done, 0)
+            let n = getrandom(base + done, buffer.count - done, UInt32(GRND_NONBLOCK))
             if n > 0 {
                 done += n
             } else if n < 0 && sl_errno() == EINTR {

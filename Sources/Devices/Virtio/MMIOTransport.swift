@@ -333,15 +333,17 @@ public final class VirtioMMIOTransport: BusDevice {
 
     /// Changes the device's configuration with its queues quiet (media change), then tells
     /// the driver: a new config generation and a configuration-change interrupt.
-    public func changeConfiguration(_ change: () -> Void) {
-        processing.withLock {
+    @discardableResult
+    public func changeConfiguration<Result>(_ change: () -> Result) -> Result {
+        let result = processing.withLock {
             registers.withLock {
-                change()
                 configGeneration &+= 1
+                return change()
             }
         }
         interruptStatus.bitwiseOr(VIRTIO_MMIO_INT_CONFIG, ordering: .acquiringAndReleasing)
         interrupt.trigger()
+        return result
     }
 }
 

@@ -25,8 +25,6 @@ enum SplitRing {
     static let ringOffset = 4                   // first ring entry, both rings
     static let availableEntrySize = 2           // le16 descriptor index
     static let usedEntrySize = 8                // struct virtq_used_elem { le32 id; le32 len }
-    /// `next` is 16 bits wide, so an indirect table can reach at most this many entries.
-    static let maxIndirectDescriptors: UInt32 = 1 << 16
 }
 
 public struct VirtqueueError: Error, Equatable, CustomStringConvertible {
@@ -173,8 +171,10 @@ public struct Virtqueue {
                     throw VirtqueueError("indirect table length is zero or not a multiple of 16")
                 }
                 let count = length / UInt32(SplitRing.descriptorSize)
-                guard count <= SplitRing.maxIndirectDescriptors else {
-                    throw VirtqueueError("indirect table holds more than 65536 descriptors")
+                // No chain may be longer than the queue (§2.7.5.3.1): this bounds the work
+                // one chain can ask for.
+                guard count <= UInt32(size) else {
+                    throw VirtqueueError("indirect table holds more descriptors than the queue size")
                 }
                 guard let pointer = memory.pointerIfValid(at: address, length: UInt64(length)) else {
                     throw VirtqueueError("indirect table is not inside guest RAM")

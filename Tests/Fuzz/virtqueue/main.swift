@@ -68,7 +68,7 @@ func check(_ chain: DescriptorChain, size: UInt16) {
         writable += UInt64(segment.length)
     }
     require(readable == chain.readableLength && writable == chain.writableLength, "segment length sums")
-    require(chain.readable.count + chain.writable.count <= Int(size) + 65536, "chain longer than its tables")
+    require(chain.readable.count + chain.writable.count <= 2 * Int(size), "chain longer than its tables")
 }
 
 /// Pops one chain into `chain`; false when the queue is empty or broken (then `broken`).
