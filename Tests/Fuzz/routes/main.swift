@@ -13,7 +13,8 @@ import SwiftletCore
 let methods = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD", "get", "OPTIONS"]
 let paths = ["/", "/vm/config", "/boot-source", "/machine-config", "/actions", "/vm",
              "/vm?x=1", "/actions?", "/boot-source/", "//", "/vm/", "/machine-config?vcpu_count=2",
-             "/snapshot/create", "/mmds", "/?", "/VM"]
+             "/snapshot/create", "/mmds", "/?", "/VM",
+             "/drives/rootfs", "/drives/data_1", "/drives/", "/drives/a/b", "/drives/rootfs?x=1", "/entropy", "/entropy/"]
 let states: [InstanceState] = [.notStarted, .running, .paused]
 
 func pick(_ input: inout FuzzInput, _ known: [String]) -> String {
@@ -58,6 +59,18 @@ runFuzzer { buffer in
             require(state == .notStarted, "machine configured in state \(state)")
             machine.apply(to: &config)
             do { try config.validate() } catch { fatalError("accepted machine config fails validation: \(error)") }
+        case .configureDrive(let disk):
+            require(state == .notStarted, "drive configured in state \(state)")
+            require(!disk.path.isEmpty && !disk.path.utf8.contains(0), "bad path_on_host accepted")
+            require(!disk.id.isEmpty && disk.id.utf8.count <= VMConfig.maxDriveIDLength, "bad drive_id accepted")
+            require(request.path == "/drives/" + disk.id, "drive_id \(disk.id) accepted on \(target)")
+            config.setDisk(disk)
+        case .changeMedia(let id, let path):
+            require(state != .notStarted, "media change accepted before start")
+            require(!path.isEmpty && !path.utf8.contains(0) && request.path == "/drives/" + id, "bad media change accepted")
+        case .configureEntropy:
+            require(state == .notStarted, "entropy configured in state \(state)")
+            config.entropy = true
         case .start:
             require(state == .notStarted, "InstanceStart accepted in state \(state)")
         case .sendCtrlAltDel, .pause, .resume:
