@@ -150,6 +150,28 @@ final class ControlAPITests: XCTestCase {
         XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
     }
 
+    /// An InstanceStart that fails on its second disk leaves nothing behind: the first
+    /// disk's image is not held, and a corrected configuration starts.
+    func testAFailedStartReleasesWhatItOpened() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw TestSupport.Failure("curl is not installed: run ci/setup") }
+        let kernel = try TestSupport.guestImage("hello-x86_64")
+        let good = directory.appendingPathComponent("good.img").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: good, contents: Data(count: 1 << 20)))
+        let vmm = try RunningVMM(directory: directory)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/boot-source", #"{"kernel_image_path": "\#(kernel)"}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/good", #"{"drive_id": "good", "path_on_host": "\#(good)", "is_root_device": false}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/bad", #"{"drive_id": "bad", "path_on_host": "\#(directory.path)", "is_root_device": false}"#).status, 204)
+        let start = try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#)
+        XCTAssertEqual(start.status, 400)
+        XCTAssertTrue(start.body.contains("is a directory") || start.body.contains("Is a directory"), start.body)
+        let other = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(good)"], timeout: 20)
+        XCTAssertEqual(other.status, 0, "the first disk was released after the failed start: \(other.stderr)")
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/bad", #"{"drive_id": "bad", "path_on_host": "\#(good)", "is_root_device": false, "is_read_only": true}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/good", #"{"drive_id": "good", "path_on_host": "\#(good)", "is_root_device": false, "is_read_only": true}"#).status, 204)
+        XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#).status, 204, "two read-only users of one image")
+        XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
+    }
+
     func testPythonStandardLibraryClient() throws {
         let kernel = try TestSupport.guestImage("ticker-x86_64")
         let vmm = try RunningVMM(directory: directory)
