@@ -323,12 +323,9 @@ public enum APIRouter {
             case "mem_size_mib":
                 memory = try integer(value, field: name, in: Int64(VMConfig.minMemoryMiB)...Int64(maxMemoryMiB))
             case "smt":
-                guard case .bool(let enabled) = value else { throw .badRequest("smt must be a boolean, got \(value.typeName)") }
-                guard !enabled else { throw .badRequest("smt is not supported; set it to false or leave it out") }
+                guard try !boolean(value, field: name) else { throw .badRequest("smt is not supported; set it to false or leave it out") }
             case "track_dirty_pages":
-                guard case .bool = value else {
-                    throw .badRequest("track_dirty_pages must be a boolean, got \(value.typeName)")
-                }
+                _ = try boolean(value, field: name)
             default: throw unknownField(name, in: "machine-config")
             }
         }

@@ -30,9 +30,7 @@ public enum ARM64Machine: Machine {
         guard config.cpus <= Layout.maxVCPUs else {
             throw .invalidArgument("--cpus \(config.cpus): the GICv3 redistributor window holds at most \(Layout.maxVCPUs) vCPUs")
         }
-        guard let kernelPath = config.kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
-        let kernel = try ImageFile.open(kernelPath, what: "kernel")
-        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
+        let (kernel, initrd) = try config.openBootImages()
         let placement = try ImageLoader.place(try kernel.header(), ramBase: Layout.ramBase, ramSize: config.memoryBytes)
         let layout = try ARM64.BootPlan.make(kernel: placement, initrdSize: initrd?.size,
                                              ramBase: Layout.ramBase, ramSize: config.memoryBytes)

@@ -24,6 +24,15 @@ public struct VMConfig: Equatable {
     public var memoryBytes: UInt64 { memoryMiB << 20 }
     public static let maxDriveIDLength = 64
 
+    /// Opens the kernel and the initrd (if any) for reading their headers and copying them
+    /// into guest memory: the same step on every machine.
+    public func openBootImages() throws(SwiftletError) -> (kernel: ImageFile, initrd: ImageFile?) {
+        guard let kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
+        let kernel = try ImageFile.open(kernelPath, what: "kernel")
+        let initrd = try initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
+        return (kernel, initrd)
+    }
+
     /// Adds a disk, or replaces the one with its id (the API's PUT /drives). The root
     /// device goes first, so that it is /dev/vda.
     public mutating func setDisk(_ disk: DiskConfig) {

@@ -29,7 +29,7 @@ extension Machine {
                 devices.addDisk(id: disk.id, device: block, transport: transport)
             case .virtioEntropy:
                 let entropy = EntropyDevice(random: EntropyDevice.hostRandom)
-                _ = try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+                try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
             default:
                 try attachFixed(record, to: devices)
             }

@@ -41,6 +41,7 @@ public final class MachineDevices {
 
     /// A virtio device behind a virtio-mmio transport at `record`: queue notifications
     /// through ioeventfds into the I/O thread, interrupts through an irqfd where KVM has them.
+    @discardableResult
     func attachVirtio(_ device: any VirtioDevice, at record: DeviceRecord, line: any InterruptLine) throws(SwiftletError) -> VirtioMMIOTransport {
         guard let irq = record.irq else { throw .invalidArgument("virtio device at 0x\(hex(record.base)) has no interrupt") }
         let interrupt: any EdgeInterrupt = kvm.hasIrqfd ? try IrqfdInterrupt(vm: kvm, gsi: irq) : PulsedInterrupt(line)

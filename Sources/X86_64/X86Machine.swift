@@ -36,9 +36,7 @@ public enum X86Machine: Machine {
 
     public static func plan(_ config: VMConfig, devices: DeviceManager) throws(SwiftletError) -> BootPlan {
         guard config.cpus <= 254 else { throw .invalidArgument("--cpus \(config.cpus): the x86_64 machine has at most 254 vCPUs (8-bit APIC ids)") }
-        guard let kernelPath = config.kernelPath else { throw .invalidArgument("no kernel given (--kernel PATH)") }
-        let kernel = try ImageFile.open(kernelPath, what: "kernel")
-        let initrd = try config.initrdPath.map { (path) throws(SwiftletError) in try ImageFile.open(path, what: "initrd") }
+        let (kernel, initrd) = try config.openBootImages()
         let lowEnd = ramRegions(config)[0].size
         let layout = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size,
                                           cmdline: config.bootArguments(default: X86BootPlan.defaultCmdline), deviceArguments: devices.virtioCommandLine,

@@ -164,11 +164,13 @@ expect_bad_input() {
     if [ "$rc" = 2 ] && [ "$lines" = 1 ] && grep -q "$2" "$err"; then pass "$1: $(cat "$err")"; else fail "$1: exit $rc, $lines stderr lines, wanted status 2 and '$2'"; show; fi
 }
 
-# wait_for FILE PATTERN SECONDS: waits until FILE contains PATTERN.
+# wait_for FILE PATTERN SECONDS [PID]: waits until FILE contains PATTERN; with PID, gives
+# up as soon as that process has ended (after one last look at FILE).
 wait_for() {
     i=0
     while [ "$i" -lt $(($3 * 10)) ]; do
         grep -q "$2" "$1" 2>/dev/null && return 0
+        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then grep -q "$2" "$1" 2>/dev/null; return; fi
         sleep 0.1
         i=$((i + 1))
     done
@@ -187,18 +189,6 @@ check_rtc() {
     fi
 }
 
-# wait_for_pid FILE PATTERN SECONDS PID: like wait_for, but gives up as soon as PID has ended.
-wait_for_pid() {
-    i=0
-    while [ "$i" -lt $(($3 * 10)) ]; do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null; return; }
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
 # vm_until NAME TIMEOUT MARKER SIGNALS SWIFTLET-RUN-ARGS...: like vm, and once the guest's
 # output shows MARKER, sends swiftlet each signal of SIGNALS in turn, 2 s apart (e.g.
 # "TERM TERM" or "KILL"). Stops waiting at once if swiftlet ends first (e.g. a refused flag).
@@ -212,7 +202,7 @@ vm_until() {
     swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
     pid=$!
     acted=0 alive=0
-    if wait_for_pid "$out" "$marker" "$limit" $pid; then
+    if wait_for "$out" "$marker" "$limit" $pid; then
         acted=1
         [ -z "${UNTIL_ACTION:-}" ] || eval "$UNTIL_ACTION"
         gap=
