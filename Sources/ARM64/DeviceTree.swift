@@ -141,7 +141,7 @@ public enum DeviceTree {
             try fdt.property("interrupts", cells: [GIC_SPI, record.irq ?? 0, IRQ_TYPE_EDGE_RISING])
             try fdt.property("dma-coherent")
             try fdt.endNode()
-        case .serial16550, .i8042, .cmos:
+        case .serial16550, .i8042, .cmos, .acpiSleepControl:
             throw .invalidArgument("the arm64 device tree has no node for a \(record.kind)")
         }
     }

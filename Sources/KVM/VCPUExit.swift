@@ -28,6 +28,16 @@ public enum VCPUExit {
     public enum SystemEvent: Equatable {
         case shutdown, reset, crash
         case other(UInt32)
+
+        // What makes KVM raise the event: on arm64 its in-kernel PSCI; on x86 nothing a
+        // Swiftlet guest has (its power-off and reset are device writes).
+        #if arch(arm64)
+        public static let shutdownSource = "PSCI SYSTEM_OFF"
+        public static let resetSource = "PSCI SYSTEM_RESET"
+        #else
+        public static let shutdownSource = "KVM system event SHUTDOWN"
+        public static let resetSource = "KVM system event RESET"
+        #endif
     }
 }
 

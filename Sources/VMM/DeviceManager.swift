@@ -4,8 +4,8 @@ import SwiftletCore
 public enum DeviceKind: Equatable, CustomStringConvertible {
     // arm64 PrimeCell peripherals of QEMU virt's map.
     case pl011, pl031, pl061
-    // x86 ISA devices.
-    case serial16550, i8042, cmos
+    // x86 ISA devices, and the ACPI sleep control register (soft-off).
+    case serial16550, i8042, cmos, acpiSleepControl
     /// virtio-blk on disk `VMConfig.disks[disk]`.
     case virtioBlock(disk: Int)
     case virtioEntropy
@@ -18,6 +18,7 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
         case .serial16550: return "16550 UART"
         case .i8042: return "i8042 keyboard controller"
         case .cmos: return "CMOS RTC"
+        case .acpiSleepControl: return "ACPI sleep control register"
         case .virtioBlock(let disk): return "virtio-blk (disk \(disk))"
         case .virtioEntropy: return "virtio-rng"
         }

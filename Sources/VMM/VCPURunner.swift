@@ -62,13 +62,14 @@ final class VCPURunner {
         case .malformed:
             vm.exitCounters.countMalformedExit()
         case .halt:
-            return .halted
+            return .halted(vcpu: vcpu.id)
         case .shutdown:
-            return .reset
+            // KVM_EXIT_SHUTDOWN: on x86 a triple fault, which a PC answers with a reset.
+            return .reset(how: "triple fault on vCPU \(vcpu.id)")
         case .systemEvent(let event):
             switch event {
-            case .shutdown: return .powerOff
-            case .reset: return .reset
+            case .shutdown: return .powerOff(how: VCPUExit.SystemEvent.shutdownSource)
+            case .reset: return .reset(how: VCPUExit.SystemEvent.resetSource)
             case .crash: return .failure("guest crashed (vCPU \(vcpu.id))")
             case .other(let type): return .failure("unknown system event \(type) on vCPU \(vcpu.id)")
             }

@@ -18,6 +18,11 @@ public enum ACPIDevice: Equatable {
     case keyboard(dataPort: UInt16, commandPort: UInt16, irq: UInt32)
     /// A virtio-mmio transport (LNRO0005); `gsi` is signalled edge-triggered (KVM irqfd).
     case virtioMMIO(base: UInt64, size: UInt64, gsi: UInt32)
+    /// The one-byte sleep control and status register at I/O `port`: the FADT points both
+    /// SLEEP_CONTROL_REG and SLEEP_STATUS_REG at it and the DSDT gets \_S5_, which is what
+    /// makes Linux's `poweroff` an ACPI soft-off instead of a halt.
+    /// `softOffType` is the SLP_TYP value the register takes for S5.
+    case sleepControl(port: UInt16, softOffType: UInt8)
 }
 
 // Identity in every table header.
@@ -47,11 +52,16 @@ private let FADT_IAPC_BOOT_ARCH = 109
 private let FADT_FLAGS = 112
 private let FADT_MINOR_VERSION_OFFSET = 131
 private let FADT_X_DSDT = 140
+private let FADT_SLEEP_CONTROL_REG = 244
+private let FADT_SLEEP_STATUS_REG = 256
 private let FADT_HYPERVISOR_VENDOR_IDENTITY = 268
 /// Linux takes the i8042 as absent without it (arch/x86/kernel/acpi/boot.c acpi_parse_fadt),
 /// and Swiftlet's reset and Ctrl-Alt-Del go through the i8042.
 private let IAPC_BOOT_ARCH_8042: UInt16 = 1 << 1
 private let HW_REDUCED_ACPI: UInt32 = 1 << 20
+// §5.2.3.2 Generic Address Structure: a byte register in system I/O space.
+private let GAS_SYSTEM_IO: UInt8 = 1
+private let GAS_ACCESS_BYTE: UInt8 = 1
 
 // §5.2.12 MADT.
 private let MADT_REVISION: UInt8 = 5
@@ -90,7 +100,7 @@ public enum ACPITables {
         let tables: [(UInt64, [UInt8])] = [
             (rsdp, makeRSDP(xsdt: xsdt)),
             (xsdt, makeXSDT([fadt, madtAddress])),
-            (fadt, makeFADT(dsdt: dsdtAddress)),
+            (fadt, makeFADT(dsdt: dsdtAddress, sleepControl: sleepControlPort(devices))),
             (madtAddress, madt),
             (dsdtAddress, dsdt),
         ]
@@ -117,7 +127,7 @@ public enum ACPITables {
         table("XSDT", revision: XSDT_REVISION, body: entries.flatMap { littleEndianBytes($0) })
     }
 
-    static func makeFADT(dsdt: UInt64) -> [UInt8] {
+    static func makeFADT(dsdt: UInt64, sleepControl: UInt16?) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: FADT_LENGTH - HEADER_LENGTH)
         func put<T: FixedWidthInteger>(_ value: T, at offset: Int) { writeLE(value, into: &body, at: offset - HEADER_LENGTH) }
         // DSDT takes a 32-bit address; X_DSDT the full one. ACPICA accepts both when equal.
@@ -126,6 +136,13 @@ public enum ACPITables {
         put(HW_REDUCED_ACPI, at: FADT_FLAGS)
         put(FADT_MINOR_VERSION, at: FADT_MINOR_VERSION_OFFSET)
         put(dsdt, at: FADT_X_DSDT)
+        if let port = sleepControl {
+            let register = [GAS_SYSTEM_IO, 8, 0, GAS_ACCESS_BYTE] + littleEndianBytes(UInt64(port))
+            for (i, byte) in register.enumerated() {
+                put(byte, at: FADT_SLEEP_CONTROL_REG + i)
+                put(byte, at: FADT_SLEEP_STATUS_REG + i)
+            }
+        }
         let vendor = ascii(HYPERVISOR_VENDOR_IDENTITY, 8)
         for (i, byte) in vendor.enumerated() { put(byte, at: FADT_HYPERVISOR_VENDOR_IDENTITY + i) }
         return table("FACP", revision: FADT_REVISION, body: body)
@@ -142,8 +159,15 @@ public enum ACPITables {
         return table("APIC", revision: MADT_REVISION, body: body)
     }
 
+    /// The port of the sleep control register, if the machine has one.
+    static func sleepControlPort(_ devices: [ACPIDevice]) -> UInt16? {
+        for device in devices { if case let .sleepControl(port, _) = device { return port } }
+        return nil
+    }
+
     static func makeDSDT(_ devices: [ACPIDevice]) -> [UInt8] {
         var terms: [[UInt8]] = []
+        var root: [[UInt8]] = []
         var serials = 0
         var virtios = 0
         for device in devices {
@@ -187,9 +211,12 @@ public enum ACPITables {
                     ])),
                 ]))
                 virtios += 1
+            case let .sleepControl(_, softOffType):
+                // \_S5_: Package { SLP_TYPa, SLP_TYPb }; a hardware-reduced machine uses SLP_TYPa.
+                root.append(AML.name("_S5_", AML.packageObject([AML.integer(UInt64(softOffType)), AML.integer(0)])))
             }
         }
-        return AML.definitionBlock("DSDT", revision: DSDT_REVISION, [AML.scope("\\_SB", terms)])
+        return AML.definitionBlock("DSDT", revision: DSDT_REVISION, root + [AML.scope("\\_SB", terms)])
     }
 
     // MARK: Helpers

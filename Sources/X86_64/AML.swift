@@ -16,6 +16,7 @@ private let StringPrefix: UInt8 = 0x0D
 private let QWordPrefix: UInt8 = 0x0E
 private let ScopeOp: UInt8 = 0x10
 private let BufferOp: UInt8 = 0x11
+private let PackageOp: UInt8 = 0x12
 private let DualNamePrefix: UInt8 = 0x2E
 private let MultiNamePrefix: UInt8 = 0x2F
 private let ExtOpPrefix: UInt8 = 0x5B
@@ -143,6 +144,12 @@ enum AML {
     /// A Buffer with its size as an integer term, then the bytes.
     static func buffer(_ bytes: [UInt8]) -> [UInt8] {
         package([BufferOp], integer(UInt64(bytes.count)) + bytes)
+    }
+
+    /// A Package of fixed data objects (§20.2.5.4 DefPackage): NumElements, then the elements.
+    static func packageObject(_ elements: [[UInt8]]) -> [UInt8] {
+        precondition(elements.count <= 0xFF, "a Package has at most 255 elements")
+        return package([PackageOp], [UInt8(elements.count)] + elements.flatMap { $0 })
     }
 
     /// An EISA ID ("PNP0501") compressed into the 32-bit integer form _HID and _CID take

@@ -21,6 +21,9 @@ enum Layout {
     static let serialCOM1: UInt64 = 0x3F8
     static let serialCOM1IRQ: UInt32 = 4
     static let keyboardIRQ: UInt32 = 1
+    /// The ACPI sleep control and status register (FADT SLEEP_CONTROL_REG/SLEEP_STATUS_REG):
+    /// the port of QEMU's PC power-management block, free on this machine.
+    static let acpiSleepControl: UInt64 = 0x600
     /// The RTC's ISA line; described (PNP0B00) though the CMOS model raises no interrupt.
     static let cmosIRQ: UInt32 = 8
     /// virtio-mmio windows in the 32-bit MMIO hole, one 4 KiB page each.

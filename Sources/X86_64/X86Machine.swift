@@ -18,6 +18,7 @@ public enum X86Machine: Machine {
         try devices.addFixed(.serial16550, .pio, base: Layout.serialCOM1, size: Serial16550.size, irq: Layout.serialCOM1IRQ)
         try devices.addFixed(.i8042, .pio, base: I8042.base, size: I8042.size, irq: Layout.keyboardIRQ)
         try devices.addFixed(.cmos, .pio, base: CMOS.base, size: CMOS.size, irq: Layout.cmosIRQ)
+        try devices.addFixed(.acpiSleepControl, .pio, base: Layout.acpiSleepControl, size: ACPISleepControl.size, irq: nil)
     }
 
     /// RAM from 0 up to the MMIO hole, the remainder from 4 GiB.
@@ -90,6 +91,8 @@ public enum X86Machine: Machine {
             devices.powerButton = CtrlAltDel(keyboard: keyboard)
         case .cmos:
             try devices.insert(CMOS(now: wallClockSeconds), at: record)
+        case .acpiSleepControl:
+            try devices.insert(ACPISleepControl(powerOff: MachinePowerOff(devices.control)), at: record)
         default:
             throw .invalidArgument("the x86_64 machine has no \(record.kind) device")
         }
@@ -138,6 +141,7 @@ public enum X86Machine: Machine {
             case .cmos: described.append(.rtc(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
             case .i8042: described.append(.keyboard(dataPort: UInt16(truncatingIfNeeded: record.base), commandPort: UInt16(truncatingIfNeeded: record.base + I8042.commandPortOffset), irq: record.irq ?? 0))
             case .virtioBlock, .virtioEntropy: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
+            case .acpiSleepControl: described.append(.sleepControl(port: UInt16(truncatingIfNeeded: record.base), softOffType: ACPISleepControl.softOffType))
             case .pl011, .pl031, .pl061: break
             }
         }
@@ -164,7 +168,14 @@ public enum X86Machine: Machine {
 final class MachineReset: ResetLine {
     private let control: VMControl
     init(_ control: VMControl) { self.control = control }
-    func reset() { control.requestStop(.reset) }
+    func reset() { control.requestStop(.reset(how: "i8042 reset line")) }
+}
+
+/// The ACPI sleep control register's soft-off: stops the VM with `.powerOff`.
+final class MachinePowerOff: PowerOffLine {
+    private let control: VMControl
+    init(_ control: VMControl) { self.control = control }
+    func powerOff() { control.requestStop(.powerOff(how: "ACPI S5")) }
 }
 
 /// The x86 graceful-shutdown request: Ctrl-Alt-Del on the i8042 keyboard.

@@ -81,6 +81,7 @@ final class DeviceManagerTests: XCTestCase {
             .serial(port: 0x3F8, irq: 4),
             .keyboard(dataPort: 0x60, commandPort: 0x64, irq: 1),
             .rtc(port: 0x70, irq: 8),
+            .sleepControl(port: 0x600, softOffType: 5),
             .virtioMMIO(base: 0xD000_0000, size: 0x1000, gsi: 5),
             .virtioMMIO(base: 0xD000_1000, size: 0x1000, gsi: 6),
         ])

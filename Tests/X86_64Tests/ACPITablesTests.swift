@@ -13,6 +13,7 @@ private let devices: [ACPIDevice] = [
     .virtioMMIO(base: 0xD000_0000, size: 0x1000, gsi: 5),
     .virtioMMIO(base: 0xD000_1000, size: 0x200, gsi: 6),
     .virtioMMIO(base: 0x1_2000_0000, size: 0x1000, gsi: 23),
+    .sleepControl(port: 0x600, softOffType: 5),
 ]
 
 /// The tables of one `ACPITables.make` result, found by following the pointers from the RSDP.
@@ -118,6 +119,16 @@ final class ACPITablesTests: XCTestCase {
         XCTAssertEqual(readLE32(fadt, at: 56), 0, "no PM1a event block")
         XCTAssertEqual(readLE32(fadt, at: 76), 0, "no PM timer")
         XCTAssertEqual(Array(fadt[268..<276]), Array("SWIFTLET".utf8), "hypervisor vendor identity")
+    }
+
+    func testFADTSleepRegistersNameTheSleepControlPort() {
+        // Generic Address Structures: system I/O, 8 bits wide, byte access, port 0x600.
+        let register: [UInt8] = [1, 8, 0, 1, 0x00, 0x06, 0, 0, 0, 0, 0, 0]
+        let fadt = make().fadt
+        XCTAssertEqual(Array(fadt[244..<256]), register, "SLEEP_CONTROL_REG")
+        XCTAssertEqual(Array(fadt[256..<268]), register, "SLEEP_STATUS_REG")
+        let withoutIt = make(devices.filter { if case .sleepControl = $0 { return false }; return true }).fadt
+        XCTAssertEqual(Array(withoutIt[244..<268]), [UInt8](repeating: 0, count: 24), "no register, no soft-off")
     }
 
     func testMADTForOneAndFourCPUs() {
@@ -280,13 +291,19 @@ final class ACPITablesTests: XCTestCase {
                          "QWordMemory (ResourceConsumer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
                          "0x0000000120000000, // Range Minimum", "0x0000000120000FFF, // Range Maximum",
                          "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )",
-                         "0x00000005,", "0x00000006,", "0x00000017,"] {
+                         "0x00000005,", "0x00000006,", "0x00000017,",
+                         "Name (_S5, Package (0x02)  // _S5_: S5 System State\n    {\n        0x05, \n        Zero\n    })"] {
             XCTAssertTrue(dsdt.contains(expected), "DSDT disassembly lacks \(expected):\n\(dsdt)")
         }
         let fadt = try XCTUnwrap(listings["facp"])
         XCTAssertTrue(fadt.contains("Hardware Reduced (V5) : 1"), fadt)
         XCTAssertTrue(fadt.contains("8042 Present on ports 60/64 (V2) : 1"), fadt)
         XCTAssertTrue(fadt.contains("FADT Minor Revision : 05"), fadt)
+        for register in ["Sleep Control Register", "Sleep Status Register"] {
+            let gas = try XCTUnwrap(fadt.range(of: "\(register) : [Generic Address Structure]"), fadt)
+            let after = fadt[gas.upperBound...].prefix(400)
+            XCTAssertTrue(after.contains("Space ID : 01 [SystemIO]") && after.contains("Address : 0000000000000600"), String(after))
+        }
         let madt = try XCTUnwrap(listings["apic"])
         XCTAssertEqual(madt.components(separatedBy: "[Processor Local APIC]").count - 1, 4, madt)
         XCTAssertEqual(madt.components(separatedBy: "[I/O APIC]").count - 1, 1, madt)
