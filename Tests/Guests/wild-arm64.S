@@ -1,14 +1,25 @@
-// arm64 test guest that misbehaves on purpose: it writes 0xA5A5A5A5 to and reads back a
-// word every 64 bytes across the PL011, PL031, PL061 and the unclaimed MMIO around them,
-// then pokes unclaimed MMIO further out (the virtio-mmio window, high addresses). A VMM
-// that survives: the guest prints that it did and calls PSCI SYSTEM_OFF.
+// arm64 test guest that misbehaves on purpose: it writes 0xA5A5A5A5 to and reads back
+// every word of the PL011's, PL031's and PL061's 4 KiB windows (every register, the ID
+// registers and the reserved gaps), then a word every 64 bytes across the unclaimed MMIO
+// around them, then pokes unclaimed MMIO further out (the virtio-mmio window, high
+// addresses). A VMM that survives: the guest prints that it did and calls PSCI SYSTEM_OFF.
     .text
     .globl _start
 _start:
-    movz    x1, #0x0900, lsl #16        // 0x09000000
-    movz    x2, #0x0904, lsl #16        // end: 0x09040000
     movz    w3, #0xa5a5
     movk    w3, #0xa5a5, lsl #16
+    adr     x5, devices
+7:  ldr     x1, [x5], #8                // each device window, word by word
+    cbz     x1, 9f
+    add     x2, x1, #0x1000
+8:  str     w3, [x1]
+    ldr     w4, [x1]
+    add     x1, x1, #4
+    cmp     x1, x2
+    b.lo    8b
+    b       7b
+9:  movz    x1, #0x0900, lsl #16        // 0x09000000
+    movz    x2, #0x0904, lsl #16        // end: 0x09040000
 1:  str     w3, [x1]
     ldr     w4, [x1]
     add     x1, x1, #64
@@ -35,6 +46,8 @@ _start:
 6:  wfi
     b       6b
     .balign 8
+devices:                                // PL011, PL031, PL061 (QEMU virt's map)
+    .quad   0x09000000, 0x09010000, 0x09030000, 0
 addresses:
     .quad   0x0a000000, 0x0a003e00, 0x10000000, 0x3ffff000, 0x8000000000, 0
 message:
