@@ -4,7 +4,8 @@ import SwiftletCore
 
 /// A table of malformed or refused requests. Each must end in a 4xx (from the parser or the
 /// router), or, for input that is merely incomplete, in need-more within the parser's limits;
-/// none may crash; and a good request on a fresh parser still works afterwards.
+/// none may crash; and the parser that saw the input still does the right thing with a good
+/// request that follows on its connection.
 final class MalformedRequestTests: XCTestCase {
     enum Expect { case clientError, needMore }
 
@@ -204,6 +205,9 @@ final class MalformedRequestTests: XCTestCase {
         partial("only CRLFs", String(repeating: "\r\n", count: 5000)),
     ]
 
+    /// Cases whose bytes run on past the refused request into the start of another.
+    static let runOnPastTheRefusal: Set<String> = ["body longer than declared"]
+
     func outcome(_ results: [HTTPParseResult], state: InstanceState) -> (status: Int?, needMore: Bool) {
         for result in results {
             switch result {
@@ -227,6 +231,8 @@ final class MalformedRequestTests: XCTestCase {
     }
 
     func testMalformedRequests() {
+        let good = Array(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 2, "mem_size_mib": 256}"#).utf8)
+        var servedAfterwards = 0, refusedAfterwards = 0
         for testCase in Self.cases {
             // All at once.
             var parser = HTTPRequestParser()
@@ -258,15 +264,42 @@ final class MalformedRequestTests: XCTestCase {
             let pieces = outcome(chunkResults, state: testCase.state)
             check(testCase, pieces, "fed in chunks")
 
-            // A good request on a fresh parser still parses and routes.
-            var fresh = HTTPRequestParser()
-            fresh.feed(Array(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 2, "mem_size_mib": 256}"#).utf8))
-            guard case .request(let good) = fresh.next() else {
-                XCTFail("good request failed after \(testCase.name)")
-                continue
+            // A good request next on the same parser, as on the server's connection. After a
+            // parser error the server answers it and closes, so the parser must keep answering
+            // that error: nothing after malformed input may be read as a request. After a
+            // refused request the connection stays open: the request was consumed whole, body
+            // and all, and the good request must parse and route. Incomplete input has no next
+            // request (the good bytes would continue it), nor has a case that runs on past its
+            // refused request into the start of another.
+            if case .error(let error)? = results.last {
+                parser.feed(good)
+                let next = parser.next()
+                if case .request(let request) = next {
+                    XCTFail("\(testCase.name): the parser read on after its error: \(request.method) \(request.target) came out")
+                } else {
+                    XCTAssertEqual(next, .error(error), "\(testCase.name): the parser did not keep its error")
+                }
+                refusedAfterwards += 1
+            } else if testCase.expect == .needMore && !parser.isIdle || Self.runOnPastTheRefusal.contains(testCase.name) {
+                XCTAssertFalse(parser.isIdle, "\(testCase.name): a partial request is buffered")
+            } else {
+                XCTAssertTrue(parser.isIdle, "\(testCase.name): \(parser.bufferedByteCount) bytes left over after the refused request")
+                parser.feed(good)
+                let next = parser.next()
+                guard case .request(let request) = next else {
+                    XCTFail("\(testCase.name): the good request on the same parser gave \(next)")
+                    continue
+                }
+                XCTAssertEqual(try? APIRouter.route(request, state: .notStarted), .configureMachine(MachineConfig(vcpuCount: 2, memSizeMiB: 256)),
+                               "\(testCase.name): the good request on the same parser")
+                XCTAssertTrue(parser.isIdle, "\(testCase.name): nothing left over after the good request")
+                servedAfterwards += 1
             }
-            XCTAssertEqual(try? APIRouter.route(good, state: .notStarted), .configureMachine(MachineConfig(vcpuCount: 2, memSizeMiB: 256)))
         }
+        // Both kinds of afterwards are exercised: refused requests that keep the connection,
+        // and parser errors that end it.
+        XCTAssertGreaterThanOrEqual(servedAfterwards, 40, "cases after which the good request was served")
+        XCTAssertGreaterThanOrEqual(refusedAfterwards, 40, "cases after which the parser kept its error")
     }
 
     func check(_ testCase: Case, _ result: (status: Int?, needMore: Bool), _ how: String) {

@@ -1,4 +1,6 @@
+import CLinux
 import Foundation
+import KVM
 import XCTest
 @testable import ARM64
 import SwiftletCore
@@ -48,17 +50,59 @@ final class DeviceTreeTests: XCTestCase {
         XCTAssertTrue(dts.contains("interrupts = <0x01 0x0d 0x304"), "GICv2 PPIs carry the CPU mask")
     }
 
+    /// The pmu node names the interrupt KVM is told to raise for the PMU (CPUFeatures gives
+    /// KVM the INTID; PPIs are INTIDs 16-31), level-triggered, and on GICv2 with the mask
+    /// of the CPUs (two here) in the flags.
+    func testPMUInterruptIsTheOneKVMRaises() throws {
+        XCTAssertEqual(CPUFeatures.pmuInterrupt, 23, "PPI 7, as on QEMU virt")
+        let gicPPI: UInt32 = 1, levelHigh: UInt32 = 4
+        for (gic, flags) in [(GICVersion.v3, levelHigh), (GICVersion.v2, 0b11 << 8 | levelHigh)] {
+            var config = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20)
+            config.pmu = true
+            config.gic = gic
+            let dtb = try DeviceTree.generate(config)
+            XCTAssertEqual(Self.string(Self.property(dtb, "/pmu", "compatible")), "arm,armv8-pmuv3", "\(gic)")
+            XCTAssertEqual(Self.cells(Self.property(dtb, "/pmu", "interrupts")), [gicPPI, CPUFeatures.pmuInterrupt - 16, flags], "\(gic)")
+        }
+        XCTAssertNil(Self.property(try DeviceTree.generate(DeviceTreeConfig(cpus: 2, memorySize: 256 << 20)), "/pmu", "interrupts"),
+                     "no pmu node without --pmu")
+    }
+
+    /// chosen/rng-seed as the machine fills it (the --dump-dtb path, which needs /dev/kvm to
+    /// open like swiftlet run): 32 bytes of host entropy, new for every tree, so a constant
+    /// or empty seed fails here.
+    func testRngSeedIsFreshHostEntropyForEveryTree() throws {
+        let kernel = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-dt-kernel-\(UUID().uuidString)")
+        try Data([0x1F, 0x20, 0x03, 0xD5]).write(to: kernel)   // a raw binary: one NOP
+        defer { try? FileManager.default.removeItem(at: kernel) }
+        var config = VMConfig()
+        config.kernelPath = kernel.path
+        let system = try KVMSystem()
+        let seeds = try (0..<2).map { _ in try XCTUnwrap(Self.property(try ARM64Machine.deviceTreeBlob(config, system: system), "/chosen", "rng-seed"),
+                                                         "chosen/rng-seed is missing") }
+        for seed in seeds {
+            XCTAssertEqual(seed.count, 32, "a 256-bit seed")
+            XCTAssertFalse(seed.allSatisfy { $0 == seed[0] }, "not a repeated byte: \(seed)")
+        }
+        XCTAssertNotEqual(seeds[0], seeds[1], "each tree gets its own seed")
+    }
+
     func testGoldenTrees() throws {
         for (name, config) in Self.references {
             let dtb = try DeviceTree.generate(config)
             let (dts, warnings) = try decompile(dtb)
             XCTAssertEqual(warnings, "", "\(name): dtc warnings")
             let golden = Self.repositoryRoot.appendingPathComponent("DeviceTrees/\(name).dts")
+            let expected = try? String(contentsOf: golden, encoding: .utf8)
+            guard dts != expected else { continue }
+            // Compared first, and a difference fails in update mode too: an update is a
+            // change to review (git diff DeviceTrees/), never a pass.
             if ProcessInfo.processInfo.environment["SWIFTLET_UPDATE_GOLDEN"] == "1" {
                 try dts.write(to: golden, atomically: true, encoding: .utf8)
+                XCTFail("\(name): differed from its golden file; updated golden \(golden.path): review the diff, then run again without SWIFTLET_UPDATE_GOLDEN")
+            } else {
+                XCTAssertEqual(dts, expected ?? "", "\(name): regenerate with SWIFTLET_UPDATE_GOLDEN=1 swift test --filter DeviceTreeTests and review the diff")
             }
-            let expected = try String(contentsOf: golden, encoding: .utf8)
-            XCTAssertEqual(dts, expected, "\(name): regenerate with SWIFTLET_UPDATE_GOLDEN=1 swift test --filter DeviceTreeTests and review the diff")
         }
     }
 
@@ -75,6 +119,29 @@ final class DeviceTreeTests: XCTestCase {
         let dtb = try DeviceTree.generate(config)
         XCTAssertLessThan(UInt64(dtb.count), Layout.maxDTBSize)
         XCTAssertEqual(Array(dtb[0..<4]), [0xD0, 0x0D, 0xFE, 0xED], "FDT magic")
+    }
+
+    /// The value of property `name` of the node at `path`, read with libfdt; nil if either is absent.
+    static func property(_ dtb: [UInt8], _ path: String, _ name: String) -> [UInt8]? {
+        dtb.withUnsafeBytes { raw -> [UInt8]? in
+            let node = fdt_path_offset(raw.baseAddress, path)
+            guard node >= 0 else { return nil }
+            var length: Int32 = 0
+            guard let value = fdt_getprop(raw.baseAddress, node, name, &length), length >= 0 else { return nil }
+            return Array(UnsafeRawBufferPointer(start: value, count: Int(length)))
+        }
+    }
+
+    /// A property's big-endian 32-bit cells.
+    static func cells(_ value: [UInt8]?) -> [UInt32]? {
+        guard let value, value.count % 4 == 0 else { return nil }
+        return stride(from: 0, to: value.count, by: 4).map { value[$0..<$0 + 4].reduce(0) { $0 << 8 | UInt32($1) } }
+    }
+
+    /// A property holding one NUL-terminated string.
+    static func string(_ value: [UInt8]?) -> String? {
+        guard let value, value.last == 0 else { return nil }
+        return String(decoding: value.dropLast(), as: UTF8.self)
     }
 
     func decompile(_ dtb: [UInt8]) throws -> (String, String) {

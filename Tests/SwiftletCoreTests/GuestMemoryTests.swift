@@ -59,7 +59,12 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: 0x800, size: 4096)], pageSize: 4096))
         XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: 0, size: 4097)], pageSize: 4096))
         XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: 0, size: 8192), .init(guestBase: 4096, size: 4096)], pageSize: 4096))
-        XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: UInt64.max - 4095 + 1 - 4096, size: 8192)], pageSize: 4096))
+        // Page aligned, so only the wrap guard can refuse it: its last page would lie past 2^64.
+        XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: UInt64.max - 4095, size: 8192)], pageSize: 4096)) {
+            XCTAssertEqual("\($0)", "guest memory region at 0xfffffffffffff000 runs past the top of the address space")
+        }
+        // Ending on the last byte of the address space is fine: the guard is not off by one.
+        XCTAssertNoThrow(try GuestMemory.validate([.init(guestBase: UInt64.max - 8191, size: 8192)], pageSize: 4096))
         XCTAssertNoThrow(try GuestMemory.validate([.init(guestBase: 0x4000_0000, size: 8192), .init(guestBase: 0, size: 4096)], pageSize: 4096))
         // 64 KiB pages (arm64 hosts may use them): a 4 KiB-aligned region is refused there.
         XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: 0x1000, size: 0x10000)], pageSize: 0x10000))

@@ -1,14 +1,18 @@
 import XCTest
 @testable import SwiftletCore
 
-final class RunOptionsTests: XCTestCase {
-    func parse(_ arguments: [String]) throws -> VMConfig {
-        guard case .run(let config) = try RunOptions.parse(arguments) else { throw XCTSkip("not a run") }
-        return config
-    }
+/// The configuration `swiftlet run` arguments parse to. Any other result (such as `.help`)
+/// is a wrong parse and fails the calling test at the call site; a skip would count as a pass.
+func parseRun(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> VMConfig {
+    let parsed = try RunOptions.parse(arguments)
+    var config: VMConfig?
+    if case .run(let parsedConfig) = parsed { config = parsedConfig }
+    return try XCTUnwrap(config, "\(arguments) parsed as \(parsed), not as a run", file: file, line: line)
+}
 
+final class RunOptionsTests: XCTestCase {
     func testAllFlags() throws {
-        let config = try parse(["--kernel", "/k", "--initrd=/i", "--cmdline", "console=ttyAMA0 quiet",
+        let config = try parseRun(["--kernel", "/k", "--initrd=/i", "--cmdline", "console=ttyAMA0 quiet",
                                 "--cpus", "4", "--memory", "1G", "--dump-dtb", "/d", "--api-socket", "/s"])
         XCTAssertEqual(config.kernelPath, "/k")
         XCTAssertEqual(config.initrdPath, "/i")
@@ -20,7 +24,7 @@ final class RunOptionsTests: XCTestCase {
     }
 
     func testDefaults() throws {
-        let config = try parse(["--kernel", "/k"])
+        let config = try parseRun(["--kernel", "/k"])
         XCTAssertEqual(config.cpus, 1)
         XCTAssertEqual(config.memoryMiB, 256)
         XCTAssertNil(config.initrdPath)
@@ -83,16 +87,11 @@ final class ImageFormatTests: XCTestCase {
 }
 
 final class DiskOptionsTests: XCTestCase {
-    func parse(_ arguments: [String]) throws -> VMConfig {
-        guard case .run(let config) = try RunOptions.parse(arguments) else { throw XCTSkip("not a run") }
-        return config
-    }
-
     func testDisksInOrderWithDefaultIDs() throws {
-        let config = try parse(["--kernel", "/k", "--disk", "path=/root.img", "--disk=path=/data.img,readonly=on,id=data", "--rng"])
+        let config = try parseRun(["--kernel", "/k", "--disk", "path=/root.img", "--disk=path=/data.img,readonly=on,id=data", "--rng"])
         XCTAssertEqual(config.disks, [DiskConfig(id: "disk0", path: "/root.img"), DiskConfig(id: "data", path: "/data.img", readOnly: true)])
         XCTAssertTrue(config.entropy)
-        XCTAssertFalse(try parse(["--kernel", "/k"]).entropy)
+        XCTAssertFalse(try parseRun(["--kernel", "/k"]).entropy)
     }
 
     func testBadDiskOptionsAreOneClearError() {

@@ -5,7 +5,8 @@ import SwiftletCore
 
 /// A synthetic bzImage: setup sectors with the boot header, then `payload` bytes.
 func makeBzImage(version: UInt16 = 0x020F, xloadflags: UInt16 = 0x1, cmdlineSize: UInt32 = 2047,
-                 initSize: UInt32 = 0x200_0000, setupSects: UInt8 = 4, payload: Int = 0x1000) -> [UInt8] {
+                 initSize: UInt32 = 0x200_0000, initrdAddressMax: UInt32 = 0x7FFF_FFFF, setupSects: UInt8 = 4,
+                 payload: Int = 0x1000) -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: (Int(setupSects) + 1) * 512 + payload)
     bytes[0x1F1] = setupSects
     bytes[0x1FE] = 0x55; bytes[0x1FF] = 0xAA
@@ -13,7 +14,7 @@ func makeBzImage(version: UInt16 = 0x020F, xloadflags: UInt16 = 0x1, cmdlineSize
     bytes[0x202...0x205] = [0x48, 0x64, 0x72, 0x53]         // "HdrS"
     writeLE(UInt16(version), into: &bytes, at: 0x206)
     bytes[0x211] = 0x01                                      // LOADED_HIGH
-    writeLE(UInt32(0x7FFF_FFFF), into: &bytes, at: 0x22C)                        // initrd_addr_max
+    writeLE(initrdAddressMax, into: &bytes, at: 0x22C)                         // initrd_addr_max
     writeLE(UInt16(xloadflags), into: &bytes, at: 0x236)
     writeLE(UInt32(cmdlineSize), into: &bytes, at: 0x238)
     writeLE(UInt32(initSize), into: &bytes, at: 0x260)
@@ -42,7 +43,15 @@ final class BzImageTests: XCTestCase {
         }
         XCTAssertThrowsError(try BzImage(ImageHeader(path: "old", bytes: makeBzImage(version: 0x0204)))) { XCTAssertTrue("\($0)".contains("boot protocol 2.4")) }
         XCTAssertThrowsError(try BzImage(ImageHeader(path: "i386", bytes: makeBzImage(xloadflags: 0)))) { XCTAssertTrue("\($0)".contains("no 64-bit entry point")) }
-        XCTAssertThrowsError(try BzImage(ImageHeader(path: "cut", bytes: makeBzImage(payload: 0).dropLast(0) + []))) { XCTAssertTrue("\($0)".contains("truncated")) }
+        // The setup sectors and not one byte of kernel after them; then a file cut inside
+        // the setup sectors; one byte of kernel is enough to parse.
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "cut", bytes: makeBzImage(payload: 0)))) {
+            XCTAssertEqual("\($0)", "kernel cut is truncated: no kernel after the 2560-byte setup")
+        }
+        XCTAssertThrowsError(try BzImage(ImageHeader(path: "cut", bytes: Array(makeBzImage().prefix(3 * 512))))) {
+            XCTAssertEqual("\($0)", "kernel cut is truncated: no kernel after the 2560-byte setup")
+        }
+        XCTAssertNoThrow(try BzImage(ImageHeader(path: "cut", bytes: makeBzImage(payload: 1))))
     }
 
     func testKernelTooLargeForMemory() {
@@ -59,14 +68,46 @@ final class BzImageTests: XCTestCase {
         XCTAssertNoThrow(try X86BootPlan.make(kernel: file(makeBzImage(cmdlineSize: 2047)), initrdSize: nil, cmdline: long, lowRAMEnd: 256 << 20))
     }
 
+    /// The initrd goes as high as the kernel can reach it (the end of low RAM, or
+    /// initrd_addr_max when that is lower), page aligned, and never into the memory the
+    /// kernel occupies from 1 MiB (init_size, 32 MiB here, so it must start at 33 MiB or above).
     func testInitrdGoesOnTopOfLowMemoryAboveTheKernel() throws {
+        let kernelEnd: UInt64 = 0x10_0000 + 0x200_0000
+        XCTAssertEqual(try BzImage(ImageHeader(path: "bzImage", bytes: makeBzImage())).footprint, 0x200_0000)
+
+        // RAM ends first (initrd_addr_max is 2 GiB - 1).
         let plan = try X86BootPlan.make(kernel: file(makeBzImage()), initrdSize: 0x12345, cmdline: "console=ttyS0", lowRAMEnd: 256 << 20)
         let initrd = try XCTUnwrap(plan.initrd)
+        let highest: UInt64 = ((256 << 20) - 0x12345) & ~0xFFF
+        XCTAssertEqual(initrd, highest..<highest + 0x12345, "the highest page-aligned start that ends inside RAM")
         XCTAssertEqual(initrd.lowerBound % 4096, 0)
         XCTAssertLessThanOrEqual(initrd.upperBound, 256 << 20)
+        XCTAssertGreaterThanOrEqual(initrd.lowerBound, kernelEnd, "above the kernel")
         XCTAssertEqual(plan.entry, 0x10_0200, "64-bit entry: startup_64 at load address + 0x200")
         XCTAssertEqual(plan.cmdline.last, 0)
-        XCTAssertThrowsError(try X86BootPlan.make(kernel: file(makeBzImage()), initrdSize: 240 << 20, cmdline: nil, lowRAMEnd: 256 << 20))
+
+        // initrd_addr_max (the highest address of the initrd's last byte) below the end of RAM.
+        let capped = try XCTUnwrap(try X86BootPlan.make(kernel: file(makeBzImage(initrdAddressMax: 0x07FF_FFFF)),
+                                                        initrdSize: 0x12345, cmdline: nil, lowRAMEnd: 256 << 20).initrd)
+        XCTAssertEqual(capped.lowerBound, (0x0800_0000 - 0x12345) & ~0xFFF, "the highest page-aligned start below initrd_addr_max")
+        XCTAssertLessThanOrEqual(capped.upperBound - 1, 0x07FF_FFFF, "its last byte at or below initrd_addr_max")
+        XCTAssertGreaterThanOrEqual(capped.lowerBound, kernelEnd, "above the kernel")
+
+        // The largest initrd that fits starts exactly where the kernel ends; a page more would
+        // overlap the kernel. The same below initrd_addr_max (64 MiB - 1), though RAM has room.
+        let refusal = "guest memory is too small for the kernel (32 MiB) and the initrd"
+        for (addressMax, top) in [(UInt32(0x7FFF_FFFF), UInt64(256 << 20)), (UInt32(0x03FF_FFFF), UInt64(64 << 20))] {
+            let image = file(makeBzImage(initrdAddressMax: addressMax))
+            let largest = try XCTUnwrap(try X86BootPlan.make(kernel: image, initrdSize: top - kernelEnd, cmdline: nil, lowRAMEnd: 256 << 20).initrd)
+            XCTAssertEqual(largest, kernelEnd..<top, "initrd_addr_max 0x\(String(addressMax, radix: 16))")
+            XCTAssertThrowsError(try X86BootPlan.make(kernel: image, initrdSize: top - kernelEnd + 0x1000, cmdline: nil, lowRAMEnd: 256 << 20),
+                                 "initrd_addr_max 0x\(String(addressMax, radix: 16)): one page over the kernel") {
+                XCTAssertTrue("\($0)".hasPrefix(refusal), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try X86BootPlan.make(kernel: file(makeBzImage()), initrdSize: 240 << 20, cmdline: nil, lowRAMEnd: 256 << 20)) {
+            XCTAssertEqual("\($0)", refusal + " (240 MiB); raise --memory")
+        }
     }
 
     func testBootParams() throws {
