@@ -49,7 +49,8 @@ private let KEY_POWER: UInt32 = 116
 // Architected timer PPIs as on QEMU virt: secure, non-secure, virtual, hypervisor.
 private let timerPPIs: [UInt32] = [13, 14, 11, 10]
 private let gicMaintenancePPI: UInt32 = 9
-private let pmuPPI: UInt32 = 7
+/// The PMU overflow interrupt as a PPI number: the INTID KVM is given, less the first PPI's.
+private let pmuPPI: UInt32 = CPUFeatures.pmuInterrupt - 16
 
 private enum Phandle {
     static let gic: UInt32 = 1

@@ -62,6 +62,7 @@ private let HW_REDUCED_ACPI: UInt32 = 1 << 20
 // §5.2.3.2 Generic Address Structure: a byte register in system I/O space.
 private let GAS_SYSTEM_IO: UInt8 = 1
 private let GAS_ACCESS_BYTE: UInt8 = 1
+private let GAS_BIT_WIDTH_BYTE: UInt8 = 8
 
 // §5.2.12 MADT.
 private let MADT_REVISION: UInt8 = 5
@@ -137,7 +138,7 @@ public enum ACPITables {
         put(FADT_MINOR_VERSION, at: FADT_MINOR_VERSION_OFFSET)
         put(dsdt, at: FADT_X_DSDT)
         if let port = sleepControl {
-            let register = [GAS_SYSTEM_IO, 8, 0, GAS_ACCESS_BYTE] + littleEndianBytes(UInt64(port))
+            let register = [GAS_SYSTEM_IO, GAS_BIT_WIDTH_BYTE, 0, GAS_ACCESS_BYTE] + littleEndianBytes(UInt64(port))
             for (i, byte) in register.enumerated() {
                 put(byte, at: FADT_SLEEP_CONTROL_REG + i)
                 put(byte, at: FADT_SLEEP_STATUS_REG + i)

@@ -86,13 +86,13 @@ public enum X86Machine: Machine {
             devices.consoleInput = serial
             devices.consoleSpace = space
         case .i8042:
-            let keyboard = I8042(resetLine: MachineReset(devices.control), irq: interruptLine(devices.kvm, irq: record.irq ?? 0))
+            let keyboard = I8042(resetLine: MachineStopLines(devices.control), irq: interruptLine(devices.kvm, irq: record.irq ?? 0))
             try devices.insert(keyboard, at: record)
             devices.powerButton = CtrlAltDel(keyboard: keyboard)
         case .cmos:
             try devices.insert(CMOS(now: wallClockSeconds), at: record)
         case .acpiSleepControl:
-            try devices.insert(ACPISleepControl(powerOff: MachinePowerOff(devices.control)), at: record)
+            try devices.insert(ACPISleepControl(powerOff: MachineStopLines(devices.control)), at: record)
         default:
             throw .invalidArgument("the x86_64 machine has no \(record.kind) device")
         }
@@ -164,17 +164,12 @@ public enum X86Machine: Machine {
     ]
 }
 
-/// The i8042's reset line: stops the VM with `.reset`.
-final class MachineReset: ResetLine {
+/// What the PC's devices ask of the machine: the i8042's reset line and the ACPI sleep
+/// control register's soft-off stop the VM, each naming itself.
+final class MachineStopLines: ResetLine, PowerOffLine {
     private let control: VMControl
     init(_ control: VMControl) { self.control = control }
     func reset() { control.requestStop(.reset(how: "i8042 reset line")) }
-}
-
-/// The ACPI sleep control register's soft-off: stops the VM with `.powerOff`.
-final class MachinePowerOff: PowerOffLine {
-    private let control: VMControl
-    init(_ control: VMControl) { self.control = control }
     func powerOff() { control.requestStop(.powerOff(how: "ACPI S5")) }
 }
 

@@ -39,6 +39,16 @@ final class HostKVMBootTests: XCTestCase {
         }
     }
 
+    /// ACPI soft-off through the FADT's sleep control register ends the run as a power-off,
+    /// which swiftlet names apart from a reset.
+    func testACPISoftOffEndsTheRunAsAPowerOff() throws {
+        let image = try TestSupport.guestImage("acpi-off-x86_64")
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "ACPI soft-off from a Swiftlet x86_64 guest\n")
+        XCTAssertEqual(result.stderr, "swiftlet: guest powered off (ACPI S5)\n")
+    }
+
     func testWildGuestDoesNotCrashOrHangTheVMM() throws {
         // Garbage written to every I/O port and MMIO outside RAM, then a clean reset.
         let image = try TestSupport.guestImage("wild-x86_64")

@@ -41,7 +41,8 @@ check_rtc /tmp/linux-2cpu.out
 
 # --- opt-in vCPU features: used where L1's KVM offers them, one clear error where not.
 # Whether it does is asked of L1's KVM directly (kvm-cap, not Swiftlet), so each flag has
-# exactly one right outcome. L1 runs with pauth=off: --pauth must be refused.
+# exactly one right outcome (ci/nested's arm64 L1 runs with pauth=off, so today --pauth is
+# refused and --pmu/--sve are used).
 # kvm_has CAP[+CAP...]: L1's KVM answers KVM_CHECK_EXTENSION with a positive value for each.
 kvm_has() {
     for c in $(echo "$1" | tr '+' ' '); do
@@ -129,6 +130,6 @@ expect_bad_input "a 6 GiB initrd for a 64 MiB guest" "too small"
 # --- virtio-blk and virtio-rng (lib.sh's disk_checks): an ext4 root on /dev/vda
 # (ci/guest-disk), a read-only disk, a sparse 5 GiB disk, the entropy device, and fsyncs cut
 # off by SIGTERM and by SIGKILL; L1 checks the images afterwards
-disk_checks 120 "$CMDLINE" $KERNEL
+disk_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 
 finish

@@ -59,7 +59,7 @@ vm_when() {
     start=$(now)
     swiftlet run "$@" < /dev/null > "$out" 2> "$err" &
     pid=$!
-    if wait_for "$out" "$marker" "$limit"; then eval "$action"; fi
+    if wait_for "$out" "$marker" "$limit" $pid; then eval "$action"; fi
     wait_or_kill $pid "$limit"
     took=$(seconds_since "$start")
 }
@@ -92,7 +92,6 @@ wait_or_kill() {
 
 # vm_typing NAME TIMEOUT TEXT SWIFTLET-RUN-ARGS...: like vm, but once the guest prints its
 # SWIFTLET-GUEST-UP marker, TEXT is typed on swiftlet's stdin (a FIFO, as from a terminal).
-# Sets typed=1 when it was.
 vm_typing() {
     name=$1 limit=$2 text=$3
     shift 3
@@ -103,8 +102,7 @@ vm_typing() {
     swiftlet run "$@" < /tmp/$name.in > "$out" 2> "$err" &
     pid=$!
     exec 3> /tmp/$name.in
-    typed=0
-    if wait_for "$out" SWIFTLET-GUEST-UP "$limit" $pid; then sleep 1; printf '%s' "$text" >&3; typed=1; fi
+    if wait_for "$out" SWIFTLET-GUEST-UP "$limit" $pid; then sleep 1; printf '%s' "$text" >&3; fi
     wait_or_kill $pid "$limit"
     exec 3>&-
     took=$(seconds_since "$start")
@@ -279,8 +277,8 @@ check_synced() {
     done
 }
 
-# disk_checks TIMEOUT CMDLINE KERNEL-ARGS...: ($POWER_OFF: how the guest's power-off ends
-# swiftlet) the virtio-blk and virtio-rng checks, the same
+# disk_checks TIMEOUT CMDLINE POWER-OFF KERNEL-ARGS...: (POWER-OFF: how the guest's power-off
+# ends swiftlet, for expect_ok) the virtio-blk and virtio-rng checks, the same
 # on both architectures. One boot from an ext4 root on /dev/vda (a fresh copy of
 # /extra/root.img, ci/guest-disk) with a read-only /dev/vdb, a sparse 5 GiB /dev/vdc and
 # --rng runs the disk's readonly, bigdisk, rng and diskwrite steps; L1 then checks each disk
@@ -288,15 +286,15 @@ check_synced() {
 # SIGTERM twice (the power key, which the guest ignores, then "stop at once") or SIGKILL;
 # every record the guest saw synced must be in the image.
 disk_checks() {
-    dlimit=$1 dcmdline=$2
-    shift 2
+    dlimit=$1 dcmdline=$2 dpoweroff=$3
+    shift 3
     value=v$(head -c 8 /proc/sys/kernel/random/uuid)
     cp /extra/root.img /tmp/root.img
     ro_sum=$(disk_random /tmp/ro.img 1024)
     disk_blank /tmp/big.img 5G
     vm disks "$dlimit" "$@" --memory 256 --disk path=/tmp/root.img --disk path=/tmp/ro.img,readonly=on \
         --disk path=/tmp/big.img --rng --cmdline "$dcmdline root=/dev/vda swiftlet.test=readonly,bigdisk,rng,diskwrite swiftlet.value=$value swiftlet.ro=/dev/vdb swiftlet.big=/dev/vdc"
-    expect_ok "Linux boots from an ext4 root on virtio-blk /dev/vda (with 2 more disks and --rng) and powers off" "SWIFTLET-DISKWRITE-DONE value=$value" "$POWER_OFF"
+    expect_ok "Linux boots from an ext4 root on virtio-blk /dev/vda (with 2 more disks and --rng) and powers off" "SWIFTLET-DISKWRITE-DONE value=$value" "$dpoweroff"
     ran=no
     grep -q SWIFTLET-DISK-UP "$out" && ran=yes
     # diskwrite: the file the guest wrote is in the image

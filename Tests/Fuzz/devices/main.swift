@@ -7,7 +7,8 @@ import SwiftletCore
 // offset, width and value (BusDevice's contract): a trap is a bug.
 //
 // Input: a sequence of operations, each starting with an op byte:
-//   op % 8 in 0...3  access: device byte (% 6: PL011, PL031, PL061, 16550, i8042, CMOS),
+//   op % 8 in 0...3  access: device byte (% 7: PL011, PL031, PL061, 16550, i8042, CMOS,
+//                    ACPI sleep control),
 //                    flags byte (bits 0-2: width - 1, bit 3: write, bits 4-7: offset kind),
 //                    offset bytes, then for a write `width` value bytes (little-endian)
 //   op % 8 == 4      console input: length byte and bytes, to PL011 (op bit 3 clear) or 16550
@@ -30,9 +31,10 @@ final class Line: InterruptLine {
     }
 }
 
-final class Reset: ResetLine {
+final class Reset: ResetLine, PowerOffLine {
     var count = 0
     func reset() { count &+= 1 }
+    func powerOff() { count &+= 1 }
 }
 
 final class Clock {
@@ -56,6 +58,7 @@ runFuzzer { buffer in
     let devices: [(device: any BusDevice, size: UInt64)] = [
         (pl011, PL011.size), (pl031, PL031.size), (pl061, PL061.size),
         (uart, Serial16550.size), (i8042, I8042.size), (cmos, CMOS.size),
+        (ACPISleepControl(powerOff: reset), ACPISleepControl.size),
     ]
     var scratch = [UInt8](repeating: 0, count: 8)
 
