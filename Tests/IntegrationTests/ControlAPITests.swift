@@ -98,7 +98,7 @@ final class ControlAPITests: XCTestCase {
 
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "SendCtrlAltDel"}"#).status, 204)
         XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
-        XCTAssertEqual(vmm.errorText, "swiftlet: guest reset (i8042 reset line)\n", "the guest's own i8042 reset ended it")
+        XCTAssertEqual(vmm.errorText, TestSupport.i8042ResetEnd, "the guest's own i8042 reset ended it")
         XCTAssertTrue(vmm.outputText.hasSuffix("key pressed, resetting\n"), vmm.outputText)
     }
 
@@ -149,7 +149,7 @@ final class ControlAPITests: XCTestCase {
 
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "SendCtrlAltDel"}"#).status, 204)
         XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
-        XCTAssertEqual(vmm.errorText, "swiftlet: guest reset (i8042 reset line)\n", "the guest's own i8042 reset ended it")
+        XCTAssertEqual(vmm.errorText, TestSupport.i8042ResetEnd, "the guest's own i8042 reset ended it")
     }
 
     /// An InstanceStart that fails on its second disk leaves nothing behind: the first
@@ -172,7 +172,7 @@ final class ControlAPITests: XCTestCase {
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/good", #"{"drive_id": "good", "path_on_host": "\#(good)", "is_root_device": false, "is_read_only": true}"#).status, 204)
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#).status, 204, "two read-only users of one image")
         XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
-        XCTAssertEqual(vmm.errorText, "swiftlet: guest reset (i8042 reset line)\n", "the guest's own i8042 reset ended it")
+        XCTAssertEqual(vmm.errorText, TestSupport.i8042ResetEnd, "the guest's own i8042 reset ended it")
     }
 
     func testPythonStandardLibraryClient() throws {
@@ -182,7 +182,7 @@ final class ControlAPITests: XCTestCase {
         let result = try TestSupport.run("/usr/bin/env", ["python3", script, vmm.socket, kernel, vmm.output.path], timeout: 60)
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssertEqual(try vmm.waitForExit(seconds: 20), 0, vmm.errorText)
-        XCTAssertEqual(vmm.errorText, "swiftlet: guest reset (i8042 reset line)\n", "the guest's own i8042 reset ended it")
+        XCTAssertEqual(vmm.errorText, TestSupport.i8042ResetEnd, "the guest's own i8042 reset ended it")
         XCTAssertTrue(vmm.outputText.hasSuffix("key pressed, resetting\n"))
     }
 

@@ -11,6 +11,6 @@ final class HostileGuestTests: XCTestCase {
         let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"], timeout: 120)
         XCTAssertEqual(result.status, 0, String(result.stderr.prefix(2000)))
         XCTAssertTrue(result.stdout.hasSuffix("\nhostile guest survived\n"), String(result.stdout.suffix(80)))
-        XCTAssertEqual(result.stderr, "swiftlet: guest reset (i8042 reset line)\n")
+        XCTAssertEqual(result.stderr, TestSupport.i8042ResetEnd)
     }
 }

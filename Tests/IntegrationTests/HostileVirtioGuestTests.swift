@@ -44,6 +44,6 @@ final class HostileVirtioGuestTests: XCTestCase {
         }
         XCTAssertTrue(result.stdout.hasSuffix("\nhostile virtio guest survived\n"), String(result.stdout.suffix(300)),
                       file: file, line: line)
-        XCTAssertEqual(result.stderr, "swiftlet: guest reset (i8042 reset line)\n", file: file, line: line)
+        XCTAssertEqual(result.stderr, TestSupport.i8042ResetEnd, file: file, line: line)
     }
 }

@@ -6,6 +6,10 @@ enum TestSupport {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// swiftlet's stderr when an x86_64 guest ends through the i8042's reset line, as the
+    /// tiny guests do: exactly this one line.
+    static let i8042ResetEnd = "swiftlet: guest reset (i8042 reset line)\n"
+
     /// The tiny guests from Tests/Guests, assembled by ci/build-guests (run here once).
     static func guestImage(_ name: String) throws -> String {
         _ = buildGuestsOnce

@@ -22,8 +22,8 @@ vm() {
 
 # vm_many COUNT NAME TIMEOUT PATTERN END SWIFTLET-RUN-ARGS...: COUNT swiftlets at once, each
 # with its own output files (/tmp/NAME-i.out/.err); sets many_ok to how many exited 0 with
-# PATTERN in their output and "swiftlet: END" as their stderr, and took to the wall time
-# for all of them.
+# PATTERN in their output and ended as END says (ended_as), and took to the wall time for
+# all of them.
 vm_many() {
     count=$1 name=$2 limit=$3 pattern=$4 end=$5
     shift 5
@@ -39,7 +39,7 @@ vm_many() {
     i=1
     for p in $pids; do
         wait_or_kill $p "$limit"
-        if [ "$rc" = 0 ] && grep -q "$pattern" /tmp/$name-$i.out && [ "$(cat /tmp/$name-$i.err)" = "swiftlet: $end" ]; then
+        if [ "$rc" = 0 ] && grep -q "$pattern" /tmp/$name-$i.out && ended_as /tmp/$name-$i.err "$end"; then
             many_ok=$((many_ok + 1))
         else
             echo "suite: $name-$i: exit $rc"; tail -n 5 /tmp/$name-$i.out; cat /tmp/$name-$i.err
@@ -151,12 +151,16 @@ vm_api() {
 # show: the end of the last VM's output, for failures.
 show() { echo "--- $name stdout (tail)"; tail -n 15 "$out"; echo "--- $name stderr"; cat "$err"; echo "---"; }
 
-# expect_ok NAME PATTERN END: the last VM printed PATTERN and ended as END says, exit 0 and
-# swiftlet's one stderr line "swiftlet: END" (e.g. "guest powered off (PSCI SYSTEM_OFF)"):
-# a power-off and a reset (a guest panic with panic=-1) both exit 0, only that line differs.
+# ended_as ERR END: swiftlet's stderr ERR is exactly its one line "swiftlet: END" (e.g.
+# END = "guest powered off (PSCI SYSTEM_OFF)"): a power-off and a reset (a guest panic with
+# panic=-1) both exit 0, only that line differs.
+ended_as() { [ "$(wc -l < "$1")" = 1 ] && [ "$(cat "$1")" = "swiftlet: $2" ]; }
+
+# expect_ok NAME PATTERN END: the last VM exited 0, printed PATTERN and ended as END says
+# (ended_as).
 expect_ok() {
     ended=$(tail -n 1 "$err")
-    if [ "$rc" = 0 ] && grep -q "$2" "$out" && [ "$(wc -l < "$err")" = 1 ] && [ "$ended" = "swiftlet: $3" ]; then
+    if [ "$rc" = 0 ] && grep -q "$2" "$out" && ended_as "$err" "$3"; then
         pass "$1 (${took} s)"
     else
         fail "$1: exit $rc, ended '$ended', wanted '$2' and 'swiftlet: $3'"
