@@ -15,6 +15,8 @@ import SwiftletCore
 //                           (a PUT of an existing drive_id replaces it, as in Firecracker)
 //   PATCH /drives/{id}      after start    {"drive_id", "path_on_host"}: media change
 //   PUT   /entropy          before start   {}: a virtio-rng device
+//   PUT   /network-interfaces/{id}  before start  {"iface_id", "host_dev_name", "guest_mac"?}
+//                           (a PUT of an existing iface_id replaces it)
 //
 // Successful PUT/PATCH answer 204 No Content. Errors answer {"fault_message": "…"}: 400 for
 // bad bodies (unknown fields, wrong types, out-of-range values, missing required fields) and
@@ -81,6 +83,7 @@ public enum APIAction: Equatable, CustomStringConvertible {
     case configureDrive(DiskConfig)
     case changeMedia(driveID: String, path: String)
     case configureEntropy
+    case configureNetworkInterface(NetworkInterfaceConfig)
     case start
     case sendCtrlAltDel
     case pause
@@ -96,6 +99,7 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureDrive(let disk): return "configure drive \(disk.id)"
         case .changeMedia(let id, _): return "change the media of drive \(id)"
         case .configureEntropy: return "configure entropy device"
+        case .configureNetworkInterface(let interface): return "configure network interface \(interface.id)"
         case .start: return "start"
         case .sendCtrlAltDel: return "send ctrl-alt-del"
         case .pause: return "pause"
@@ -127,10 +131,12 @@ public enum APIRouter {
         Resource(path: "/entropy", method: "PUT"),
     ]
     static let drivesPrefix = "/drives/"
+    static let networkInterfacesPrefix = "/network-interfaces/"
 
     /// The action `request` asks for in `state`, or the error to answer.
     public static func route(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
         if request.path.hasPrefix(drivesPrefix) { return try routeDrive(request, state: state) }
+        if request.path.hasPrefix(networkInterfacesPrefix) { return try routeNetworkInterface(request, state: state) }
         guard let resource = resources.first(where: { $0.path == request.path }) else {
             throw APIError(status: 404, message: "no such resource: \(printable(request.path))")
         }
@@ -188,6 +194,45 @@ public enum APIRouter {
         }
     }
 
+    /// /network-interfaces/{iface_id}: PUT before start.
+    private static func routeNetworkInterface(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
+        let id = String(request.path.dropFirst(networkInterfacesPrefix.count))
+        guard !id.isEmpty, !id.hasSubstring("/") else { throw APIError(status: 404, message: "no such resource: \(printable(request.path))") }
+        guard request.method == "PUT" else {
+            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on /network-interfaces/{iface_id}; use PUT", allow: "PUT")
+        }
+        try requireNotStarted(state, what: "configuring a network interface")
+        let interface = try parseNetworkInterface(try body(of: request))
+        guard interface.id == id else { throw .badRequest("iface_id \"\(printable(interface.id))\" differs from the path's \"\(printable(id))\"") }
+        return .configureNetworkInterface(interface)
+    }
+
+    static func parseNetworkInterface(_ members: [(String, JSONValue)]) throws(APIError) -> NetworkInterfaceConfig {
+        var id: String?, tap: String?, mac: MACAddress?
+        for (name, value) in members {
+            switch name {
+            case "iface_id": id = try identifier(value, field: name)
+            case "host_dev_name":
+                let text = try string(value, field: name)
+                guard !text.isEmpty, text.utf8.count <= NetworkInterfaceConfig.maxTapNameLength, !text.hasSubstring("/") else {
+                    throw .badRequest("host_dev_name must be a tap name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters")
+                }
+                tap = text
+            case "guest_mac":
+                guard value != .null else { continue }
+                let text = try string(value, field: name)
+                guard let address = MACAddress(text), address.isValidUnicast else {
+                    throw .badRequest("guest_mac must be a unicast address like \"06:00:0a:00:02:02\", got \"\(printable(text))\"")
+                }
+                mac = address
+            default: throw unknownField(name, in: "network interface")
+            }
+        }
+        guard let id else { throw .badRequest("missing required field \"iface_id\"") }
+        guard let tap else { throw .badRequest("missing required field \"host_dev_name\"") }
+        return NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
+    }
+
     static func parseDrive(_ members: [(String, JSONValue)]) throws(APIError) -> DiskConfig {
         var id: String?, path: String?, root: Bool?, readOnly = false
         var partUUID: String?, cacheType: String?
@@ -235,10 +280,15 @@ public enum APIRouter {
 
     /// Firecracker's drive ids: letters, digits and underscores, at most 64.
     private static func driveID(_ value: JSONValue) throws(APIError) -> String {
-        let id = try string(value, field: "drive_id")
+        try identifier(value, field: "drive_id")
+    }
+
+    /// Firecracker's resource ids (drive_id, iface_id): letters, digits, '_' and '-', at most 64.
+    private static func identifier(_ value: JSONValue, field: String) throws(APIError) -> String {
+        let id = try string(value, field: field)
         guard !id.isEmpty, id.utf8.count <= VMConfig.maxDriveIDLength,
               id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }) else {
-            throw .badRequest("drive_id must be 1 to \(VMConfig.maxDriveIDLength) letters, digits, '_' or '-'")
+            throw .badRequest("\(field) must be 1 to \(VMConfig.maxDriveIDLength) letters, digits, '_' or '-'")
         }
         return id
     }
@@ -401,7 +451,14 @@ public enum APIRouter {
             members.append(("io_engine", .string("Sync")))
             drives.append(.object(members))
         }
+        var interfaces: [JSONValue] = []
+        for interface in config.networkInterfaces {
+            var members: [(String, JSONValue)] = [("iface_id", .string(interface.id)), ("host_dev_name", .string(interface.tapName))]
+            if let mac = interface.mac { members.append(("guest_mac", .string(mac.description))) }
+            interfaces.append(.object(members))
+        }
         return .object([("boot-source", .object(boot)), ("machine-config", .object(machine)),
-                        ("drives", .array(drives)), ("entropy", config.entropy ? .object([]) : .null)])
+                        ("drives", .array(drives)), ("network-interfaces", .array(interfaces)),
+                        ("entropy", config.entropy ? .object([]) : .null)])
     }
 }

@@ -335,8 +335,9 @@ public final class IOVectors {
     }
 
     var isConsumed: Bool { first >= count }
-    var current: UnsafeMutablePointer<iovec> { vectors + first }
-    var currentCount: Int32 { Int32(count - first) }
+    /// The entries not yet transferred, for a readv/writev of them.
+    public var current: UnsafeMutablePointer<iovec> { vectors + first }
+    public var currentCount: Int32 { Int32(count - first) }
 
     /// Drops `n` transferred bytes from the front.
     func consume(_ n: Int) {

@@ -17,6 +17,10 @@ public enum RunOptions {
                            a virtio-blk disk on a raw image file or block device
                            (repeatable: the first is /dev/vda); opened exclusively when
                            writable; ID is its serial and API drive_id (default diskN)
+      --net tap=NAME[,mac=MAC][,id=ID]
+                           a virtio-net interface on the existing tap NAME (repeatable:
+                           the first is eth0); MAC defaults to a random local address;
+                           ID is its API iface_id (default netN)
       --rng                a virtio-rng device fed from the host's getrandom
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
@@ -68,6 +72,7 @@ public enum RunOptions {
             case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
             case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))
+            case "--net": config.networkInterfaces.append(try parseNet(try next(), index: config.networkInterfaces.count))
             case "--rng": config.entropy = true
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
@@ -109,6 +114,35 @@ public enum RunOptions {
         }
         guard let path else { throw .invalidArgument("--disk needs path=FILE") }
         return DiskConfig(id: id, path: path, readOnly: readOnly)
+    }
+
+    /// `tap=NAME[,mac=MAC][,id=ID]`.
+    static func parseNet(_ text: String, index: Int) throws(SwiftletError) -> NetworkInterfaceConfig {
+        var tap: String?
+        var mac: MACAddress?
+        var id = "net\(index)"
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let equals = item.firstIndex(of: "=") else {
+                throw .invalidArgument("--net: expected key=value, got '\(item)' (see swiftlet run --help)")
+            }
+            let key = String(item[..<equals]), value = String(item[item.index(after: equals)...])
+            switch key {
+            case "tap":
+                guard !value.isEmpty, value.utf8.count <= NetworkInterfaceConfig.maxTapNameLength else {
+                    throw .invalidArgument("--net tap= needs an interface name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters, got '\(value)'")
+                }
+                tap = value
+            case "mac":
+                guard let address = MACAddress(value), address.isValidUnicast else {
+                    throw .invalidArgument("--net mac= needs a unicast address like 06:00:0a:00:02:02, got '\(value)'")
+                }
+                mac = address
+            case "id": id = try nonEmpty(value, "--net id")
+            default: throw .invalidArgument("--net: unknown key '\(key)' (tap, mac, id)")
+            }
+        }
+        guard let tap else { throw .invalidArgument("--net needs tap=NAME") }
+        return NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
     }
 
     static func nonEmpty(_ value: String, _ flag: String) throws(SwiftletError) -> String {

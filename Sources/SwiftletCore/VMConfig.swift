@@ -15,6 +15,8 @@ public struct VMConfig: Equatable {
     public var disks: [DiskConfig] = []
     /// A virtio-rng device fed from the host's getrandom.
     public var entropy = false
+    /// virtio-net interfaces on taps, in the order the guest sees them (eth0 first).
+    public var networkInterfaces: [NetworkInterfaceConfig] = []
 
     public init() {}
 
@@ -23,6 +25,17 @@ public struct VMConfig: Equatable {
 
     public var memoryBytes: UInt64 { memoryMiB << 20 }
     public static let maxDriveIDLength = 64
+    public static let maxInterfaceIDLength = 64
+
+    /// Adds a network interface, or replaces the one with its id (the API's PUT
+    /// /network-interfaces).
+    public mutating func setNetworkInterface(_ interface: NetworkInterfaceConfig) {
+        if let index = networkInterfaces.firstIndex(where: { $0.id == interface.id }) {
+            networkInterfaces[index] = interface
+        } else {
+            networkInterfaces.append(interface)
+        }
+    }
 
     /// Opens the kernel and the initrd (if any) for reading their headers and copying them
     /// into guest memory: the same step on every machine.
@@ -67,6 +80,21 @@ public struct VMConfig: Equatable {
             }
         }
         guard disks.filter({ $0.isRootDevice }).count <= 1 else { throw .invalidArgument("only one disk can be the root device") }
+        for (index, interface) in networkInterfaces.enumerated() {
+            guard !interface.id.isEmpty, interface.id.utf8.count <= VMConfig.maxInterfaceIDLength else {
+                throw .invalidArgument("network interface id '\(interface.id)' must be 1 to \(VMConfig.maxInterfaceIDLength) characters")
+            }
+            let earlier = networkInterfaces[..<index]
+            if earlier.contains(where: { $0.id == interface.id }) {
+                throw .invalidArgument("network interface id '\(interface.id)' is used twice")
+            }
+            if earlier.contains(where: { $0.tapName == interface.tapName }) {
+                throw .invalidArgument("tap '\(interface.tapName)' is given to two network interfaces")
+            }
+            if let mac = interface.mac, earlier.contains(where: { $0.mac == mac }) {
+                throw .invalidArgument("MAC address \(mac) is given to two network interfaces")
+            }
+        }
     }
 }
 
@@ -87,5 +115,26 @@ public struct DiskConfig: Equatable {
         self.id = id
         self.path = path
         self.readOnly = readOnly
+    }
+}
+
+/// One virtio-net interface (CLI `--net`, API `PUT /network-interfaces/{iface_id}`).
+public struct NetworkInterfaceConfig: Equatable {
+    /// iface_id: names the interface in the API.
+    public var id: String
+    /// host_dev_name: the tap interface on the host, which must exist.
+    public var tapName: String
+    /// guest_mac; a random locally administered address when not given.
+    public var mac: MACAddress?
+
+    /// An interface's MTU below this is not offered to the guest (IPv4's minimum).
+    public static let minimumMTU = 68
+    /// IFNAMSIZ less the NUL.
+    public static let maxTapNameLength = 15
+
+    public init(id: String, tapName: String, mac: MACAddress? = nil) {
+        self.id = id
+        self.tapName = tapName
+        self.mac = mac
     }
 }

@@ -9,6 +9,8 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
     /// virtio-blk on disk `VMConfig.disks[disk]`.
     case virtioBlock(disk: Int)
     case virtioEntropy
+    /// virtio-net on interface `VMConfig.networkInterfaces[interface]`.
+    case virtioNet(interface: Int)
 
     public var description: String {
         switch self {
@@ -21,12 +23,13 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
         case .acpiSleepControl: return "ACPI sleep control register"
         case .virtioBlock(let disk): return "virtio-blk (disk \(disk))"
         case .virtioEntropy: return "virtio-rng"
+        case .virtioNet(let interface): return "virtio-net (interface \(interface))"
         }
     }
 
     public var isVirtio: Bool {
         switch self {
-        case .virtioBlock, .virtioEntropy: return true
+        case .virtioBlock, .virtioEntropy, .virtioNet: return true
         default: return false
         }
     }

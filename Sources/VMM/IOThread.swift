@@ -3,14 +3,17 @@ import SwiftletCore
 import KVM
 
 /// The device I/O thread: an epoll loop over eventfds (queue notifications from KVM's
-/// ioeventfds, and its own stop event). Device work runs here, never on a vCPU thread, so a
+/// ioeventfds, and its own stop event), timerfds and devices' host descriptors (taps). Device work runs here, never on a vCPU thread, so a
 /// vCPU never waits on the host's disks; handlers may block on file I/O.
 public final class IOThread {
     private final class Handler {
-        let notifier: EventNotifier
+        let fd: Int32
+        /// An eventfd or timerfd: its counter is read (reset) before the action runs.
+        let isCounter: Bool
         let action: () -> Void
-        init(_ notifier: EventNotifier, _ action: @escaping () -> Void) {
-            self.notifier = notifier
+        init(fd: Int32, isCounter: Bool, _ action: @escaping () -> Void) {
+            self.fd = fd
+            self.isCounter = isCounter
             self.action = action
         }
     }
@@ -18,13 +21,15 @@ public final class IOThread {
     private let epollFD: Int32
     private let stopEvent: EventNotifier
     private var handlers: [Handler] = []
+    /// Keeps the notifiers watched alive as long as the thread.
+    private var notifiers: [EventNotifier] = []
     private var thread: Thread?
 
     public init() throws(SwiftletError) {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epollFD >= 0 else { throw .lastSystemError("epoll_create1") }
         stopEvent = try EventNotifier()
-        try add(stopEvent.fd, tag: UInt64.max)
+        try add(stopEvent.fd, tag: UInt64.max, edgeTriggered: false)
     }
 
     deinit {
@@ -35,13 +40,23 @@ public final class IOThread {
     /// Runs `action` on this thread each time `notifier` is signalled (after draining it).
     /// Register everything before `start`.
     public func watch(_ notifier: EventNotifier, _ action: @escaping () -> Void) throws(SwiftletError) {
-        try add(notifier.fd, tag: UInt64(handlers.count))
-        handlers.append(Handler(notifier, action))
+        notifiers.append(notifier)
+        try watch(fd: notifier.fd, isCounter: true, action)
     }
 
-    private func add(_ fd: Int32, tag: UInt64) throws(SwiftletError) {
+    /// Runs `action` on this thread when `fd` becomes readable. A counter (eventfd,
+    /// timerfd) is read first and watched level-triggered; any other descriptor (a tap) is
+    /// watched edge-triggered, so `action` must read it until EAGAIN or until something
+    /// else (a guest notification, a timer) is sure to call it again. The caller keeps `fd`
+    /// open while the thread runs. Register everything before `start`.
+    public func watch(fd: Int32, isCounter: Bool, _ action: @escaping () -> Void) throws(SwiftletError) {
+        try add(fd, tag: UInt64(handlers.count), edgeTriggered: !isCounter)
+        handlers.append(Handler(fd: fd, isCounter: isCounter, action))
+    }
+
+    private func add(_ fd: Int32, tag: UInt64, edgeTriggered: Bool) throws(SwiftletError) {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue
+        event.events = EPOLLIN.rawValue | (edgeTriggered ? EPOLLET.rawValue : 0)
         event.data.u64 = tag
         guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else { throw .lastSystemError("epoll_ctl") }
     }
@@ -79,7 +94,10 @@ public final class IOThread {
                 let tag = events[i].data.u64
                 if tag == UInt64.max { return }
                 let handler = handlers[Int(tag)]
-                handler.notifier.drain()
+                if handler.isCounter {
+                    var count: UInt64 = 0
+                    _ = read(handler.fd, &count, 8)
+                }
                 handler.action()
             }
         }

@@ -12,6 +12,9 @@ extension Machine {
         // Disks are opened (and locked) before KVM is touched: a bad path fails fast.
         var images: [DiskImage] = []
         for disk in config.disks { images.append(try DiskImage.open(disk.path, readOnly: disk.readOnly)) }
+        // Taps likewise: a missing or busy one is the user's to fix.
+        var taps: [Tap] = []
+        for interface in config.networkInterfaces { taps.append(try Tap.open(interface.tapName)) }
 
         let memory = try GuestMemory(regions: ramRegions(config))
         let kvm = try system.createVM()
@@ -27,6 +30,13 @@ extension Machine {
                 let block = BlockDevice(image: images[index], serial: disk.id)
                 let transport = try devices.attachVirtio(block, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
                 devices.addDisk(id: disk.id, device: block, transport: transport)
+            case .virtioNet(let index):
+                let interface = config.networkInterfaces[index]
+                let tap = taps[index]
+                let mtu = tap.mtu >= NetworkInterfaceConfig.minimumMTU && tap.mtu <= Int(UInt16.max) ? UInt16(tap.mtu) : nil
+                let net = NetDevice(backend: tap, mac: (interface.mac ?? MACAddress.random()).bytes, mtu: mtu)
+                let transport = try devices.attachVirtio(net, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+                devices.addNetworkInterface(id: interface.id, device: net, transport: transport)
             case .virtioEntropy:
                 let entropy = EntropyDevice(random: EntropyDevice.hostRandom)
                 try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))

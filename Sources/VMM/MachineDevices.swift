@@ -57,6 +57,9 @@ public final class MachineDevices {
             }
             try ioThread.watch(notifier) { transport.processQueue(index) }
         }
+        for event in device.hostEvents {
+            try ioThread.watch(fd: event.fd, isCounter: event.isCounter) { transport.processQueue(event.queue) }
+        }
         try insert(transport, at: record)
         transports.append(transport)
         retain(interrupt)
@@ -65,6 +68,13 @@ public final class MachineDevices {
 
     func addDisk(id: String, device: BlockDevice, transport: VirtioMMIOTransport) {
         disks.append((id, device, transport))
+    }
+
+    /// The network interfaces by iface_id.
+    public private(set) var networkInterfaces: [(id: String, device: NetDevice, transport: VirtioMMIOTransport)] = []
+
+    func addNetworkInterface(id: String, device: NetDevice, transport: VirtioMMIOTransport) {
+        networkInterfaces.append((id, device, transport))
     }
 
     /// Media change: disk `id` reads and writes the image at `path` from now on, and the

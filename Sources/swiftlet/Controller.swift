@@ -128,6 +128,13 @@ final class Controller {
         case .changeMedia(let id, let path):
             try changeMedia(id, path, ticket)
             return .later
+        case .configureNetworkInterface(let interface):
+            try refuseWhileStarting()
+            var updated = config
+            updated.setNetworkInterface(interface)
+            do { try updated.validate() } catch { throw .badRequest("\(error)") }
+            config = updated
+            return .now(.noContent())
         case .configureEntropy:
             try refuseWhileStarting()
             config.entropy = true

@@ -3,17 +3,17 @@ import XCTest
 import SwiftletCore
 
 /// PUT/PATCH /drives/{drive_id} and PUT /entropy, with Firecracker's field names.
+private func routed(_ text: String, state: InstanceState = .notStarted) -> APIAction? {
+    if case .success(let action) = route(text, state: state) { return action }
+    return nil
+}
+
+private func message(_ text: String, state: InstanceState = .notStarted) -> (Int, String)? {
+    if case .failure(let error) = route(text, state: state) { return (error.status, error.message) }
+    return nil
+}
+
 final class DriveRoutesTests: XCTestCase {
-    func routed(_ text: String, state: InstanceState = .notStarted) -> APIAction? {
-        if case .success(let action) = route(text, state: state) { return action }
-        return nil
-    }
-
-    func message(_ text: String, state: InstanceState = .notStarted) -> (Int, String)? {
-        if case .failure(let error) = route(text, state: state) { return (error.status, error.message) }
-        return nil
-    }
-
     func testPutDrive() {
         let body = #"{"drive_id": "rootfs", "path_on_host": "/img/root.ext4", "is_root_device": true, "is_read_only": false, "cache_type": "Writeback", "partuuid": null}"#
         var expected = DiskConfig(id: "rootfs", path: "/img/root.ext4")
@@ -71,5 +71,46 @@ final class DriveRoutesTests: XCTestCase {
         let json = APIRouter.vmConfig(config).serialized()
         XCTAssertTrue(json.contains(#""drives":[{"drive_id":"rootfs","path_on_host":"/r.img","is_root_device":true,"is_read_only":false,"cache_type":"Unsafe","io_engine":"Sync"},{"drive_id":"data","path_on_host":"/d.img","is_root_device":false,"is_read_only":true,"cache_type":"Unsafe","io_engine":"Sync"}]"#), json)
         XCTAssertTrue(json.hasSuffix(#""entropy":{}}"#), json)
+    }
+}
+
+/// PUT /network-interfaces/{iface_id}, with Firecracker's field names.
+final class NetworkInterfaceRoutesTests: XCTestCase {
+    func testPutNetworkInterface() {
+        let body = #"{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}"#
+        XCTAssertEqual(routed(httpRequest("PUT", "/network-interfaces/eth0", body)),
+                       .configureNetworkInterface(NetworkInterfaceConfig(id: "eth0", tapName: "tap0", mac: MACAddress("06:00:ac:10:00:02"))))
+        XCTAssertEqual(routed(httpRequest("PUT", "/network-interfaces/eth1", #"{"iface_id": "eth1", "host_dev_name": "tap1", "guest_mac": null}"#)),
+                       .configureNetworkInterface(NetworkInterfaceConfig(id: "eth1", tapName: "tap1")))
+    }
+
+    func testBadNetworkInterfacesAre400() {
+        let cases: [(String, String)] = [
+            (#"{"iface_id": "other", "host_dev_name": "tap0"}"#, "differs from the path"),
+            (#"{"iface_id": "x"}"#, "missing required field \"host_dev_name\""),
+            (#"{"host_dev_name": "tap0"}"#, "missing required field \"iface_id\""),
+            (#"{"iface_id": "x", "host_dev_name": ""}"#, "host_dev_name must be a tap name"),
+            (#"{"iface_id": "x", "host_dev_name": "sixteen-chars-xx"}"#, "host_dev_name must be a tap name"),
+            (#"{"iface_id": "x", "host_dev_name": "tap0", "guest_mac": "ff:ff:ff:ff:ff:ff"}"#, "unicast"),
+            (#"{"iface_id": "x", "host_dev_name": "tap0", "guest_mac": 6}"#, "must be a string"),
+            (#"{"iface_id": "x", "host_dev_name": "tap0", "mtu": 9000}"#, "unknown field \"mtu\""),
+        ]
+        for (body, expected) in cases {
+            let answer = message(httpRequest("PUT", "/network-interfaces/x", body))
+            XCTAssertEqual(answer?.0, 400, body)
+            XCTAssertTrue(answer?.1.contains(expected) == true, "\(body): \(String(describing: answer))")
+        }
+        XCTAssertEqual(message(httpRequest("PUT", "/network-interfaces/", "{}"))?.0, 404)
+        XCTAssertEqual(message(httpRequest("GET", "/network-interfaces/x"))?.0, 405)
+        XCTAssertEqual(message(httpRequest("PUT", "/network-interfaces/x", #"{"iface_id": "x", "host_dev_name": "tap0"}"#), state: .running)?.0, 400)
+    }
+
+    func testConfigShowsNetworkInterfaces() {
+        var config = VMConfig()
+        config.setNetworkInterface(NetworkInterfaceConfig(id: "eth0", tapName: "tap0", mac: MACAddress("06:00:00:00:00:01")))
+        config.setNetworkInterface(NetworkInterfaceConfig(id: "eth1", tapName: "tap1"))
+        config.setNetworkInterface(NetworkInterfaceConfig(id: "eth0", tapName: "tap9"))
+        let json = APIRouter.vmConfig(config).serialized()
+        XCTAssertTrue(json.contains(#""network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap9"},{"iface_id":"eth1","host_dev_name":"tap1"}]"#), json)
     }
 }

@@ -19,7 +19,7 @@ final class RecordingDevice: VirtioDevice {
     }
     func writeConfig(at offset: UInt64, from data: UnsafeRawBufferPointer) {}
     func activate(features: UInt64) { activations.append(features) }
-    func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) {
+    func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) -> QueueProgress {
         if failNext { throw VirtqueueError("test failure") }
         var chain = DescriptorChain()
         var budget = perCall
@@ -28,6 +28,7 @@ final class RecordingDevice: VirtioDevice {
             processed += 1
             budget -= 1
         }
+        return .done
     }
     func reset() { resets += 1 }
 }

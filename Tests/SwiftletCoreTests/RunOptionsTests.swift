@@ -139,3 +139,46 @@ final class DiskOptionsTests: XCTestCase {
         XCTAssertThrowsError(try config.validate(), "two root devices")
     }
 }
+
+final class NetOptionsTests: XCTestCase {
+    func testNetInterfacesInOrderWithDefaultIDs() throws {
+        guard case .run(let config) = try RunOptions.parse(["--kernel", "/k", "--net", "tap=tap0", "--net=tap=tap1,mac=06:00:0A:00:02:02,id=uplink"]) else {
+            return XCTFail("not a run")
+        }
+        XCTAssertEqual(config.networkInterfaces, [NetworkInterfaceConfig(id: "net0", tapName: "tap0"),
+                                                  NetworkInterfaceConfig(id: "uplink", tapName: "tap1", mac: MACAddress("06:00:0a:00:02:02"))])
+        XCTAssertEqual(config.networkInterfaces[1].mac?.description, "06:00:0a:00:02:02")
+    }
+
+    func testBadNetOptionsAreOneClearError() {
+        let cases: [([String], String)] = [
+            (["--net", "mac=06:00:00:00:00:01"], "needs tap=NAME"),
+            (["--net", "tap="], "interface name of 1 to 15"),
+            (["--net", "tap=a-very-long-tap-name"], "interface name of 1 to 15"),
+            (["--net", "tap=t,mac=01:00:5e:00:00:01"], "unicast"),
+            (["--net", "tap=t,mac=00:00:00:00:00:00"], "unicast"),
+            (["--net", "tap=t,mac=06:00:00:00:00"], "unicast"),
+            (["--net", "tap=t,mac=+6:00:00:00:00:01"], "unicast"),
+            (["--net", "tap=t,queues=2"], "unknown key 'queues'"),
+            (["--net", "tap0"], "expected key=value"),
+            (["--net", "tap=t", "--net", "tap=t"], "given to two network interfaces"),
+            (["--net", "tap=a,id=x", "--net", "tap=b,id=x"], "used twice"),
+            (["--net", "tap=a,mac=06:00:00:00:00:01", "--net", "tap=b,mac=06:00:00:00:00:01"], "given to two"),
+        ]
+        for (arguments, message) in cases {
+            XCTAssertThrowsError(try RunOptions.parse(["--kernel", "/k"] + arguments), "\(arguments)") { error in
+                let error = error as! SwiftletError
+                XCTAssertTrue(error.isBadInput)
+                XCTAssertTrue(error.description.contains(message), "\(arguments): \(error)")
+            }
+        }
+    }
+
+    func testRandomMACsAreLocalUnicastAndDiffer() {
+        let a = MACAddress.random(), b = MACAddress.random()
+        XCTAssertTrue(a.isValidUnicast)
+        XCTAssertEqual(a.bytes[0] & 3, 2, "locally administered, unicast")
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(MACAddress(a.description), a)
+    }
+}

@@ -132,4 +132,9 @@ expect_bad_input "a 6 GiB initrd for a 64 MiB guest" "too small"
 # off by SIGTERM and by SIGKILL; L1 checks the images afterwards
 disk_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 
+
+# --- virtio-net (lib.sh's net_checks): a tap in L1; the guest pings L1 and downloads from
+# it, L1 downloads from the guest; a missing, wrong or busy tap is refused
+net_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
+
 finish

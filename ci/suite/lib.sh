@@ -370,6 +370,67 @@ disk_checks() {
     rm -f /tmp/root.img /tmp/ro.img /tmp/big.img /tmp/sync.img
 }
 
+# --- network (virtio-net on a tap in L1)
+# l1_tap NAME ADDRESS/PREFIX: loads tun into L1 (once) and makes tap NAME with the address, up.
+l1_tap() {
+    grep -q "^tun " /proc/modules || insmod /extra/tun.ko || { echo "suite: insmod /extra/tun.ko failed"; return 1; }
+    [ -d /sys/class/net/$1 ] || tunctl -t "$1" > /dev/null || { echo "suite: tunctl -t $1 failed"; return 1; }
+    ip addr add "$2" dev "$1" && ip link set "$1" up
+}
+
+# net_checks TIMEOUT CMDLINE POWER-OFF KERNEL-ARGS...: a guest on tap0 (L1 10.0.2.1, guest
+# 10.0.2.2, ci/guest-initramfs' net mode) pings L1 and downloads 4 MiB from an httpd in L1;
+# L1 then downloads 4 MiB from an httpd in the guest; both checksummed. Then the taps' bad
+# input: a missing tap, an interface that is not a tap, a tap in use.
+net_checks() {
+    nlimit=$1 ncmdline=$2 npoweroff=$3
+    shift 3
+    if ! l1_tap tap0 10.0.2.1/24; then fail "a tap in L1 (tun.ko, tunctl, ip)"; return; fi
+    mkdir -p /tmp/www
+    dd if=/dev/urandom of=/tmp/www/blob bs=1024 count=4096 2>/dev/null
+    blob_sum=$(sha256sum < /tmp/www/blob | cut -d' ' -f1)
+    httpd -p 10.0.2.1:8080 -h /tmp/www || { fail "httpd in L1"; return; }
+    mac=06:00:0a:00:02:02
+    got_sum= busy=
+    # At the marker: L1 downloads from the guest, and a second VM asks for the same tap.
+    UNTIL_ACTION='got_sum=$(wget -q -T 30 -O - http://10.0.2.2:8080/gblob | sha256sum | cut -d" " -f1)
+        swiftlet run --kernel /extra/hello-$(guest_arch).bin --memory 64 --net tap=tap0 > /tmp/busy.out 2> /tmp/busy.err; busy=$?'
+    vm_until net "$nlimit" SWIFTLET-NET-SERVING TERM "$@" --memory 256 --net tap=tap0,mac=$mac \
+        --cmdline "$ncmdline swiftlet.test=net swiftlet.ip=10.0.2.2/24 swiftlet.peer=10.0.2.1"
+    UNTIL_ACTION=
+    expect_ok "a guest on virtio-net (tap0) comes up and powers off on the power key" "SWIFTLET-GUEST-POWERKEY" "$npoweroff"
+    up=$(tr -d '\r' < "$out" | grep '^SWIFTLET-NET-UP ' | head -1)
+    received=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-NET-PING received=\([0-9]*\).*/\1/p')
+    if echo "$up" | grep -q "mac=$mac mtu=1500 " && [ "$received" = 3 ]; then
+        pass "the guest's eth0 has the MAC given (--net mac=) and L1's MTU, and pings L1 through the tap: 3 of 3 replies ($up)"
+    else
+        fail "guest network: wanted mac=$mac mtu=1500 and 3 ping replies, guest says '$up', $received replies"
+    fi
+    guest_get=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-NET-GET sha256=\([0-9a-f]*\) bytes=\([0-9]*\).*/\1 \2/p')
+    if [ "$guest_get" = "$blob_sum 4194304" ]; then
+        pass "the guest downloads 4 MiB from L1's httpd over virtio-net, checksum verified"
+    else
+        fail "guest download: wanted '$blob_sum 4194304', guest says '$guest_get'"
+    fi
+    serving=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-NET-SERVING sha256=\([0-9a-f]*\).*/\1/p')
+    if [ -n "$serving" ] && [ "$got_sum" = "$serving" ]; then
+        pass "L1 downloads 4 MiB from the guest's httpd over virtio-net, checksum verified"
+    else
+        fail "L1's download from the guest: sha256 '$got_sum', the guest served '$serving'"
+    fi
+    # bad input: one clear line, exit 2
+    vm net-missing 30 --kernel /extra/hello-$(guest_arch).bin --memory 64 --net tap=nosuchtap0
+    expect_bad_input "a tap that does not exist" "no network interface 'nosuchtap0'"
+    vm net-not-tap 30 --kernel /extra/hello-$(guest_arch).bin --memory 64 --net tap=lo
+    expect_bad_input "an interface that is not a tap" "'lo' is not a single-queue tap"
+    if [ "$busy" = 2 ] && [ "$(wc -l < /tmp/busy.err)" = 1 ] && grep -q "tap 'tap0' is in use by another process" /tmp/busy.err; then
+        pass "a second VM asking for the tap in use is refused: $(cat /tmp/busy.err)"
+    else
+        fail "a second VM on the tap in use: exit '$busy', wanted 2 and one 'in use' line: $(cat /tmp/busy.err 2>/dev/null)"
+    fi
+    kill "$(pidof httpd)" 2>/dev/null
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

@@ -60,4 +60,9 @@ expect_error "cmdline longer than the kernel accepts" "this kernel accepts at mo
 # off by SIGTERM and by SIGKILL; L1 checks the images afterwards
 disk_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 
+
+# --- virtio-net (lib.sh's net_checks): a tap in L1; the guest pings L1 and downloads from
+# it, L1 downloads from the guest; a missing, wrong or busy tap is refused
+net_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
+
 finish

@@ -31,6 +31,7 @@
 #include <linux/kvm.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <libfdt.h>
 
 // MARK: ioctl request numbers (function-like macros in linux/kvm.h)
@@ -116,6 +117,19 @@ int sl_fallocate(int fd, int mode, off_t offset, off_t length);
 /// preadv/pwritev under names that do not collide with DiskImage's methods of the same name.
 static inline ssize_t sl_preadv(int fd, const struct iovec *iov, int count, off_t offset) { return preadv(fd, iov, count, offset); }
 static inline ssize_t sl_pwritev(int fd, const struct iovec *iov, int count, off_t offset) { return pwritev(fd, iov, count, offset); }
+
+// MARK: taps (struct ifreq lives in <net/if.h>, which clashes with <linux/if.h>: shim.c only)
+static const unsigned long SL_TUNSETOFFLOAD = TUNSETOFFLOAD;
+/// The size of struct virtio_net_hdr_v1, which a VERSION_1 virtio-net device exchanges.
+static const int SL_VNET_HDR_SIZE = 12;
+/// IFNAMSIZ: interface names are at most 15 bytes and a NUL.
+static const int SL_IFNAMSIZ = 16;
+/// Attaches a new non-blocking /dev/net/tun descriptor to the existing tap interface
+/// `name` with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte vnet header. Returns the
+/// descriptor or -errno (ENODEV: no such interface; EINVAL: not a tap; EBUSY: in use).
+int sl_tap_open(const char *name);
+/// The interface's MTU (SIOCGIFMTU), or -errno.
+int sl_interface_mtu(const char *name);
 
 // MARK: struct kvm_run access. Swift copies unions out of structs, so pointers into the
 // mapped page come from here and stay valid for the vCPU's life.

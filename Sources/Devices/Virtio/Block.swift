@@ -192,8 +192,9 @@ public final class BlockDevice: VirtioDevice {
 
     // MARK: requests
 
-    public func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) {
-        guard index == 0 else { return }
+    @discardableResult
+    public func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) -> QueueProgress {
+        guard index == 0 else { return .done }
         // One queue's worth per call: the transport calls again while more are available,
         // so a guest that keeps its queue full cannot hold the I/O thread.
         var budget = Int(queue.size)
@@ -202,6 +203,7 @@ public final class BlockDevice: VirtioDevice {
             queue.push(head: chain.head, written: execute(chain, memory: memory))
             budget -= 1
         }
+        return .done
     }
 
     /// Parses and carries out one chain; returns the bytes written into its writable part,

@@ -59,8 +59,9 @@ public final class EntropyDevice: VirtioDevice {
 
     public func activate(features: UInt64) {}
 
-    public func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) {
-        guard index == 0 else { return }
+    @discardableResult
+    public func process(queue index: Int, _ queue: inout Virtqueue, memory: GuestMemory) throws(VirtqueueError) -> QueueProgress {
+        guard index == 0 else { return .done }
         // One queue's worth per call: the transport calls again while more are available,
         // so a guest that keeps its queue full cannot hold the I/O thread.
         var budget = Int(queue.size)
@@ -68,6 +69,7 @@ public final class EntropyDevice: VirtioDevice {
             queue.push(head: chain.head, written: fill(memory))
             budget -= 1
         }
+        return .done
     }
 
     /// Fills the current chain's writable part in place, up to maxBytesPerChain; returns

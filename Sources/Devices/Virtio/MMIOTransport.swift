@@ -314,8 +314,9 @@ public final class VirtioMMIOTransport: BusDevice {
     public func processQueue(_ index: Int) {
         processing.withLock {
             guard index >= 0, index < queueCount, queues[index] != nil else { return }
+            let progress: QueueProgress
             do throws(VirtqueueError) {
-                try device.process(queue: index, &queues[index]!, memory: memory)
+                progress = try device.process(queue: index, &queues[index]!, memory: memory)
             } catch {
                 queues = [Virtqueue?](repeating: nil, count: queueCount)
                 registers.withLock { needsResetLocked("queue \(index): \(error.reason)") }
@@ -327,7 +328,11 @@ public final class VirtioMMIOTransport: BusDevice {
             }
             // More chains (the device's per-call budget ran out, or the driver added some
             // meanwhile): come back through the notifier, after other queues' turns.
-            if queues[index]!.prepareToWait() { notify(index) }
+            switch progress {
+            case .done: if queues[index]!.prepareToWait() { notify(index) }
+            case .needsMoreBuffers: if queues[index]!.prepareToWaitForMore() { notify(index) }
+            case .waitingOnHost: break
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import SwiftletCore
 
 /// Device IDs (virtio 1.2 §5).
 public enum VirtioDeviceID {
+    public static let network: UInt32 = 1
     public static let block: UInt32 = 2
     public static let entropy: UInt32 = 4
 }

@@ -212,6 +212,14 @@ public struct Virtqueue {
         }
     }
 
+    /// Gives back the chains popped last, unused, so the next pop returns them again: a
+    /// device that cannot serve them yet (a rate limiter said wait, a frame needs more
+    /// buffers than are available) leaves them with the driver. The ring entries are read
+    /// afresh on the next pop, so nothing read before is trusted again.
+    public mutating func undoPop(_ count: Int = 1) {
+        nextAvailable &-= UInt16(truncatingIfNeeded: count)
+    }
+
     /// Returns a chain to the driver with `written` bytes stored into its writable part.
     public mutating func push(head: UInt16, written: UInt32) {
         let slot = SplitRing.ringOffset + SplitRing.usedEntrySize * Int(nextUsed & mask)
@@ -234,6 +242,19 @@ public struct Virtqueue {
             MemoryFence.full()
         }
         return loadAvailableIndex() != nextAvailable
+    }
+
+    /// Like prepareToWait, for a device that has chains available but needs more than
+    /// those (a received frame bigger than the buffers posted): with EVENT_IDX, asks to be
+    /// notified when the driver makes one more chain available beyond those it has now.
+    /// True means the driver already did: look again.
+    public mutating func prepareToWaitForMore() -> Bool {
+        let seen = loadAvailableIndex()
+        if eventIndex {
+            used.storeBytes(of: seen.littleEndian, toByteOffset: availableEventOffset, as: UInt16.self)
+            MemoryFence.full()
+        }
+        return loadAvailableIndex() != seen
     }
 
     /// Call after a batch of pushes: whether the driver wants an interrupt for them.
