@@ -1,7 +1,8 @@
 # build_static_tool ARCH SOURCE OUT: compiles the C program SOURCE into a static binary OUT
 # for ARCH (arm64 or x86_64), with the Swift toolchain's clang: x86_64 against this host's
 # glibc, arm64 against the sysroot of ci/setup's SDK bundle (libc.a, crt files, libgcc and
-# the kernel headers from Debian's arm64 packages). Sourced by ci/bench-blk and ci/suite/prepare.
+# the kernel headers from Debian's arm64 packages). Sourced by ci/bench-blk, ci/bench-net and
+# ci/suite/prepare.
 build_static_tool() {
     local arch=$1 source=$2 out=$3 top clang sysroot
     top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
