@@ -48,6 +48,7 @@ if Context.environment["SWIFTLET_FUZZ"] == "1" {
         ("devices", ["Devices", "SwiftletCore"]),
         ("virtqueue", ["Devices", "SwiftletCore"]),
         ("virtio-blk", ["Devices", "SwiftletCore"]),
+        ("virtio-net", ["Devices", "SwiftletCore"]),
         ("http", ["API"]),
         ("json", ["API"]),
         ("routes", ["API", "SwiftletCore"]),

@@ -441,15 +441,15 @@ net_checks() {
 
 # limit_checks TIMEOUT CMDLINE POWER-OFF KERNEL-ARGS...: rate limiters. A guest (ci/guest-initramfs'
 # limits mode) reads 16 MiB from a disk limited to 4 MiB/s (--disk bw_size=512K,
-# bw_refill_time=125) and receives 16 MiB from L1 on an interface whose rx is limited alike;
+# bw_refill_time=125) and receives a TCP stream from L1 (netbench) for 4 s on an interface
+# whose rx is limited alike;
 # each must measure 4 MiB/s ±15%. Then the limits are lifted at runtime (PATCH /drives,
 # PATCH /network-interfaces with size 0) and both must run at more than three times that.
 limit_checks() {
     llimit=$1 lcmdline=$2 lpoweroff=$3
     shift 3
     if ! l1_tap tap0 10.0.2.1/24; then fail "a tap in L1 (tun.ko, tunctl, ip)"; return; fi
-    dd if=/dev/zero of=/tmp/zero16 bs=1M count=16 2>/dev/null
-    nc -ll -p 8090 -e cat /tmp/zero16 &
+    /extra/netbench server 5201 2> /tmp/netbench.log &
     lserver=$!
     disk_blank /tmp/limit.img 64M
     name=limits out=/tmp/limits.out err=/tmp/limits.err sock=/tmp/limits.sock
@@ -490,7 +490,7 @@ limit_checks() {
             fail "$what after lifting the limit: PATCH ok: $lifted, '$unlimited' MiB/s, wanted more than 12"
         fi
     done
-    rm -f /tmp/limit.img /tmp/zero16
+    rm -f /tmp/limit.img
 }
 
 finish() {
