@@ -49,6 +49,7 @@ if Context.environment["SWIFTLET_FUZZ"] == "1" {
         ("virtqueue", ["Devices", "SwiftletCore"]),
         ("virtio-blk", ["Devices", "SwiftletCore"]),
         ("vsock", ["Devices", "SwiftletCore"]),
+        ("virtio-net", ["Devices", "SwiftletCore"]),
         ("http", ["API"]),
         ("json", ["API"]),
         ("routes", ["API", "SwiftletCore"]),

@@ -11,12 +11,17 @@ import SwiftletCore
 //                                                               (the guest's power key / ctrl-alt-del)
 //   PATCH /vm               {"state": "Paused" | "Resumed"}     after start
 //   PUT   /drives/{id}      before start   {"drive_id", "path_on_host", "is_root_device", "is_read_only",
-//                                           "partuuid"?, "cache_type"?, "io_engine"?}
+//                                           "partuuid"?, "cache_type"?, "io_engine"?, "rate_limiter"?}
 //                           (a PUT of an existing drive_id replaces it, as in Firecracker)
-//   PATCH /drives/{id}      after start    {"drive_id", "path_on_host"}: media change
-//   PUT   /entropy          before start   {}: a virtio-rng device
-//   PUT   /network-interfaces/{id}  before start  {"iface_id", "host_dev_name", "guest_mac"?}
+//   PATCH /drives/{id}      after start    {"drive_id", "path_on_host"?, "rate_limiter"?}: media
+//                                          change, new limits
+//   PUT   /entropy          before start   {"rate_limiter"?}: a virtio-rng device
+//   PUT   /network-interfaces/{id}  before start  {"iface_id", "host_dev_name", "guest_mac"?,
+//                                                  "rx_rate_limiter"?, "tx_rate_limiter"?}
 //                           (a PUT of an existing iface_id replaces it)
+//   PATCH /network-interfaces/{id}  after start   {"iface_id", "rx_rate_limiter"?, "tx_rate_limiter"?}
+// A rate_limiter is Firecracker's {"bandwidth"?: {"size", "one_time_burst"?, "refill_time"},
+// "ops"?: {…}}; in a PATCH, the buckets named replace the old ones and size 0 removes one.
 //
 // Successful PUT/PATCH answer 204 No Content. Errors answer {"fault_message": "…"}: 400 for
 // bad bodies (unknown fields, wrong types, out-of-range values, missing required fields) and
@@ -81,9 +86,11 @@ public enum APIAction: Equatable, CustomStringConvertible {
     case configureBootSource(BootSourceConfig)
     case configureMachine(MachineConfig)
     case configureDrive(DiskConfig)
-    case changeMedia(driveID: String, path: String)
-    case configureEntropy
+    /// PATCH /drives: a media change (path), new limits, or both.
+    case updateDrive(driveID: String, path: String?, rateLimiter: RateLimiterConfig?)
+    case configureEntropy(rateLimiter: RateLimiterConfig?)
     case configureNetworkInterface(NetworkInterfaceConfig)
+    case updateNetworkInterface(id: String, rx: RateLimiterConfig?, tx: RateLimiterConfig?)
     case start
     case sendCtrlAltDel
     case pause
@@ -97,9 +104,10 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureMachine(let machine):
             return "configure machine (\(machine.vcpuCount) vCPUs, \(machine.memSizeMiB) MiB)"
         case .configureDrive(let disk): return "configure drive \(disk.id)"
-        case .changeMedia(let id, _): return "change the media of drive \(id)"
+        case .updateDrive(let id, _, _): return "update drive \(id)"
         case .configureEntropy: return "configure entropy device"
         case .configureNetworkInterface(let interface): return "configure network interface \(interface.id)"
+        case .updateNetworkInterface(let id, _, _): return "update network interface \(id)"
         case .start: return "start"
         case .sendCtrlAltDel: return "send ctrl-alt-del"
         case .pause: return "pause"
@@ -149,8 +157,12 @@ public enum APIRouter {
         case "/vm/config": return .describeConfig
         case "/entropy":
             try requireNotStarted(state, what: "configuring the entropy device")
-            for (name, _) in try body(of: request) where name != "rate_limiter" { throw unknownField(name, in: "entropy") }
-            return .configureEntropy
+            var limiter: RateLimiterConfig?
+            for (name, value) in try body(of: request) {
+                guard name == "rate_limiter" else { throw unknownField(name, in: "entropy") }
+                limiter = try RateLimiterJSON.parse(value)
+            }
+            return .configureEntropy(rateLimiter: limiter)
         case "/boot-source":
             try requireNotStarted(state, what: "configuring the boot source")
             return .configureBootSource(try parseBootSource(try body(of: request)))
@@ -186,31 +198,49 @@ public enum APIRouter {
             return .configureDrive(disk)
         case "PATCH":
             guard state != .notStarted else { throw .badRequest("changing a drive's media is supported after the VM has started; before, PUT the drive again") }
-            let (driveID, path) = try parseDriveUpdate(try body(of: request))
+            let (driveID, path, limiter) = try parseDriveUpdate(try body(of: request))
             guard driveID == id else { throw .badRequest("drive_id \"\(printable(driveID))\" differs from the path's \"\(printable(id))\"") }
-            return .changeMedia(driveID: id, path: path)
+            return .updateDrive(driveID: id, path: path, rateLimiter: limiter)
         default:
             throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on /drives/{drive_id}; use PUT or PATCH", allow: "PUT, PATCH")
         }
     }
 
-    /// /network-interfaces/{iface_id}: PUT before start.
+    /// /network-interfaces/{iface_id}: PUT before start, PATCH (rate limiters) after.
     private static func routeNetworkInterface(_ request: HTTPRequest, state: InstanceState) throws(APIError) -> APIAction {
         let id = String(request.path.dropFirst(networkInterfacesPrefix.count))
         guard !id.isEmpty, !id.hasSubstring("/") else { throw APIError(status: 404, message: "no such resource: \(printable(request.path))") }
-        guard request.method == "PUT" else {
-            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on /network-interfaces/{iface_id}; use PUT", allow: "PUT")
+        switch request.method {
+        case "PUT":
+            try requireNotStarted(state, what: "configuring a network interface")
+            let interface = try parseNetworkInterface(try body(of: request))
+            guard interface.id == id else { throw .badRequest("iface_id \"\(printable(interface.id))\" differs from the path's \"\(printable(id))\"") }
+            return .configureNetworkInterface(interface)
+        case "PATCH":
+            guard state != .notStarted else { throw .badRequest("updating a network interface is supported after the VM has started; before, PUT it again") }
+            var ifaceID: String?, rx: RateLimiterConfig?, tx: RateLimiterConfig?
+            for (name, value) in try body(of: request) {
+                switch name {
+                case "iface_id": ifaceID = try identifier(value, field: name)
+                case "rx_rate_limiter": rx = try RateLimiterJSON.parse(value, field: name)
+                case "tx_rate_limiter": tx = try RateLimiterJSON.parse(value, field: name)
+                default: throw unknownField(name, in: "network interface update")
+                }
+            }
+            guard let ifaceID else { throw .badRequest("missing required field \"iface_id\"") }
+            guard ifaceID == id else { throw .badRequest("iface_id \"\(printable(ifaceID))\" differs from the path's \"\(printable(id))\"") }
+            return .updateNetworkInterface(id: id, rx: rx, tx: tx)
+        default:
+            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on /network-interfaces/{iface_id}; use PUT or PATCH", allow: "PUT, PATCH")
         }
-        try requireNotStarted(state, what: "configuring a network interface")
-        let interface = try parseNetworkInterface(try body(of: request))
-        guard interface.id == id else { throw .badRequest("iface_id \"\(printable(interface.id))\" differs from the path's \"\(printable(id))\"") }
-        return .configureNetworkInterface(interface)
     }
 
     static func parseNetworkInterface(_ members: [(String, JSONValue)]) throws(APIError) -> NetworkInterfaceConfig {
-        var id: String?, tap: String?, mac: MACAddress?
+        var id: String?, tap: String?, mac: MACAddress?, rx: RateLimiterConfig?, tx: RateLimiterConfig?
         for (name, value) in members {
             switch name {
+            case "rx_rate_limiter": rx = try RateLimiterJSON.parse(value, field: name)
+            case "tx_rate_limiter": tx = try RateLimiterJSON.parse(value, field: name)
             case "iface_id": id = try identifier(value, field: name)
             case "host_dev_name":
                 let text = try string(value, field: name)
@@ -230,12 +260,15 @@ public enum APIRouter {
         }
         guard let id else { throw .badRequest("missing required field \"iface_id\"") }
         guard let tap else { throw .badRequest("missing required field \"host_dev_name\"") }
-        return NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
+        var interface = NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
+        interface.rxRateLimiter = rx
+        interface.txRateLimiter = tx
+        return interface
     }
 
     static func parseDrive(_ members: [(String, JSONValue)]) throws(APIError) -> DiskConfig {
         var id: String?, path: String?, root: Bool?, readOnly = false
-        var partUUID: String?, cacheType: String?
+        var partUUID: String?, cacheType: String?, rateLimiter: RateLimiterConfig?
         for (name, value) in members {
             switch name {
             case "drive_id": id = try driveID(value)
@@ -249,7 +282,7 @@ public enum APIRouter {
                 cacheType = type
             case "io_engine":
                 guard try string(value, field: name) == "Sync" else { throw .badRequest("io_engine: only \"Sync\" is supported") }
-            case "rate_limiter": break   // accepted; limits arrive with the rate-limiter work
+            case "rate_limiter": rateLimiter = try RateLimiterJSON.parse(value)
             default: throw unknownField(name, in: "drive")
             }
         }
@@ -260,22 +293,25 @@ public enum APIRouter {
         disk.isRootDevice = root
         disk.partUUID = partUUID
         disk.cacheType = cacheType
+        disk.rateLimiter = rateLimiter
         return disk
     }
 
-    static func parseDriveUpdate(_ members: [(String, JSONValue)]) throws(APIError) -> (String, String) {
-        var id: String?, path: String?
+    static func parseDriveUpdate(_ members: [(String, JSONValue)]) throws(APIError) -> (String, String?, RateLimiterConfig?) {
+        var id: String?, path: String?, limiter: RateLimiterConfig?
         for (name, value) in members {
             switch name {
             case "drive_id": id = try driveID(value)
             case "path_on_host": path = try self.path(value, field: name)
-            case "rate_limiter": break
+            case "rate_limiter": limiter = try RateLimiterJSON.parse(value)
             default: throw unknownField(name, in: "drive update")
             }
         }
         guard let id else { throw .badRequest("missing required field \"drive_id\"") }
-        guard let path else { throw .badRequest("only path_on_host can be changed after start; missing \"path_on_host\"") }
-        return (id, path)
+        guard path != nil || limiter != nil else {
+            throw .badRequest("only path_on_host and rate_limiter can be changed after start; the body names neither")
+        }
+        return (id, path, limiter)
     }
 
     /// Firecracker's drive ids: letters, digits and underscores, at most 64.
@@ -449,16 +485,19 @@ public enum APIRouter {
             if let uuid = disk.partUUID { members.append(("partuuid", .string(uuid))) }
             members.append(("cache_type", .string(disk.cacheType ?? "Unsafe")))
             members.append(("io_engine", .string("Sync")))
+            members.append(("rate_limiter", RateLimiterJSON.json(disk.rateLimiter)))
             drives.append(.object(members))
         }
         var interfaces: [JSONValue] = []
         for interface in config.networkInterfaces {
             var members: [(String, JSONValue)] = [("iface_id", .string(interface.id)), ("host_dev_name", .string(interface.tapName))]
             if let mac = interface.mac { members.append(("guest_mac", .string(mac.description))) }
+            members.append(("rx_rate_limiter", RateLimiterJSON.json(interface.rxRateLimiter)))
+            members.append(("tx_rate_limiter", RateLimiterJSON.json(interface.txRateLimiter)))
             interfaces.append(.object(members))
         }
         return .object([("boot-source", .object(boot)), ("machine-config", .object(machine)),
                         ("drives", .array(drives)), ("network-interfaces", .array(interfaces)),
-                        ("entropy", config.entropy ? .object([]) : .null)])
+                        ("entropy", config.entropy ? .object([("rate_limiter", RateLimiterJSON.json(config.entropyRateLimiter))]) : .null)])
     }
 }

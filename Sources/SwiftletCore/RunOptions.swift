@@ -13,15 +13,19 @@ public enum RunOptions {
       --cmdline STRING     kernel command line
       --cpus N             number of vCPUs, one thread each (default 1)
       --memory MIB         guest RAM in MiB (default 256); also accepts a K, M or G suffix
-      --disk path=FILE[,readonly=on][,id=ID]
+      --disk path=FILE[,readonly=on][,id=ID][,LIMITS]
                            a virtio-blk disk on a raw image file or block device
                            (repeatable: the first is /dev/vda); opened exclusively when
                            writable; ID is its serial and API drive_id (default diskN)
-      --net tap=NAME[,mac=MAC][,id=ID]
+      --net tap=NAME[,mac=MAC][,id=ID][,rx_LIMITS][,tx_LIMITS]
                            a virtio-net interface on the existing tap NAME (repeatable:
                            the first is eth0); MAC defaults to a random local address;
                            ID is its API iface_id (default netN)
-      --rng                a virtio-rng device fed from the host's getrandom
+      --rng[=LIMITS]       a virtio-rng device fed from the host's getrandom
+
+    Rate limits (LIMITS: comma-separated, Firecracker's token buckets; rx_/tx_ prefixed
+    on --net, e.g. rx_bw_size=10M,rx_bw_refill_time=1000):
+    \(RateLimiterOptions.help)
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
                            --kernel, wait to be configured through it
@@ -73,7 +77,9 @@ public enum RunOptions {
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
             case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))
             case "--net": config.networkInterfaces.append(try parseNet(try next(), index: config.networkInterfaces.count))
-            case "--rng": config.entropy = true
+            case "--rng":
+                config.entropy = true
+                if let inlineValue { config.entropyRateLimiter = try parseLimits(inlineValue, flag: "--rng") }
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true
@@ -95,6 +101,7 @@ public enum RunOptions {
         var path: String?
         var readOnly = false
         var id = "disk\(index)"
+        var limiter: RateLimiterConfig?
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             guard let equals = item.firstIndex(of: "=") else {
                 throw .invalidArgument("--disk: expected key=value, got '\(item)' (see swiftlet run --help)")
@@ -109,11 +116,17 @@ public enum RunOptions {
                 default: throw .invalidArgument("--disk readonly= takes on or off, got '\(value)'")
                 }
             case "id": id = try nonEmpty(value, "--disk id")
-            default: throw .invalidArgument("--disk: unknown key '\(key)' (path, readonly, id)")
+            default:
+                guard try RateLimiterOptions.apply(key: key, value: value, prefix: "", to: &limiter) else {
+                    throw .invalidArgument("--disk: unknown key '\(key)' (path, readonly, id, bw_*, ops_*)")
+                }
             }
         }
         guard let path else { throw .invalidArgument("--disk needs path=FILE") }
-        return DiskConfig(id: id, path: path, readOnly: readOnly)
+        if let limiter { try RateLimiterOptions.validate(limiter, what: "--disk") }
+        var disk = DiskConfig(id: id, path: path, readOnly: readOnly)
+        disk.rateLimiter = limiter
+        return disk
     }
 
     /// `tap=NAME[,mac=MAC][,id=ID]`.
@@ -121,6 +134,7 @@ public enum RunOptions {
         var tap: String?
         var mac: MACAddress?
         var id = "net\(index)"
+        var rx: RateLimiterConfig?, tx: RateLimiterConfig?
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             guard let equals = item.firstIndex(of: "=") else {
                 throw .invalidArgument("--net: expected key=value, got '\(item)' (see swiftlet run --help)")
@@ -138,11 +152,37 @@ public enum RunOptions {
                 }
                 mac = address
             case "id": id = try nonEmpty(value, "--net id")
-            default: throw .invalidArgument("--net: unknown key '\(key)' (tap, mac, id)")
+            default:
+                var known = try RateLimiterOptions.apply(key: key, value: value, prefix: "rx_", to: &rx)
+                if !known { known = try RateLimiterOptions.apply(key: key, value: value, prefix: "tx_", to: &tx) }
+                guard known else {
+                    throw .invalidArgument("--net: unknown key '\(key)' (tap, mac, id, rx_bw_*, rx_ops_*, tx_bw_*, tx_ops_*)")
+                }
             }
         }
         guard let tap else { throw .invalidArgument("--net needs tap=NAME") }
-        return NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
+        if let rx { try RateLimiterOptions.validate(rx, what: "--net", prefix: "rx_") }
+        if let tx { try RateLimiterOptions.validate(tx, what: "--net", prefix: "tx_") }
+        var interface = NetworkInterfaceConfig(id: id, tapName: tap, mac: mac)
+        interface.rxRateLimiter = rx
+        interface.txRateLimiter = tx
+        return interface
+    }
+
+    /// `KEY=VALUE[,...]` of rate-limiter keys only (--rng=...).
+    static func parseLimits(_ text: String, flag: String) throws(SwiftletError) -> RateLimiterConfig? {
+        var limiter: RateLimiterConfig?
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let equals = item.firstIndex(of: "=") else {
+                throw .invalidArgument("\(flag): expected key=value, got '\(item)' (see swiftlet run --help)")
+            }
+            let key = String(item[..<equals]), value = String(item[item.index(after: equals)...])
+            guard try RateLimiterOptions.apply(key: key, value: value, prefix: "", to: &limiter) else {
+                throw .invalidArgument("\(flag): unknown key '\(key)' (bw_*, ops_*)")
+            }
+        }
+        if let limiter { try RateLimiterOptions.validate(limiter, what: flag) }
+        return limiter
     }
 
     static func nonEmpty(_ value: String, _ flag: String) throws(SwiftletError) -> String {

@@ -15,6 +15,7 @@ public struct VMConfig: Equatable {
     public var disks: [DiskConfig] = []
     /// A virtio-rng device fed from the host's getrandom.
     public var entropy = false
+    public var entropyRateLimiter: RateLimiterConfig?
     /// virtio-net interfaces on taps, in the order the guest sees them (eth0 first).
     public var networkInterfaces: [NetworkInterfaceConfig] = []
 
@@ -110,6 +111,7 @@ public struct DiskConfig: Equatable {
     /// Firecracker's cache_type ("Unsafe" or "Writeback"), kept for GET /vm/config;
     /// Swiftlet offers the guest flushes and honours each one with fdatasync either way.
     public var cacheType: String?
+    public var rateLimiter: RateLimiterConfig?
 
     public init(id: String, path: String, readOnly: Bool = false) {
         self.id = id
@@ -126,6 +128,9 @@ public struct NetworkInterfaceConfig: Equatable {
     public var tapName: String
     /// guest_mac; a random locally administered address when not given.
     public var mac: MACAddress?
+    /// What the guest receives and sends.
+    public var rxRateLimiter: RateLimiterConfig?
+    public var txRateLimiter: RateLimiterConfig?
 
     /// An interface's MTU below this is not offered to the guest (IPv4's minimum).
     public static let minimumMTU = 68

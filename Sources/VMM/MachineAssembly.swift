@@ -27,19 +27,24 @@ extension Machine {
             switch record.kind {
             case .virtioBlock(let index):
                 let disk = config.disks[index]
-                let block = BlockDevice(image: images[index], serial: disk.id)
+                let limiter = try QueueLimiter(disk.rateLimiter, queue: 0)
+                let block = BlockDevice(image: images[index], serial: disk.id, limiter: limiter)
                 let transport = try devices.attachVirtio(block, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
                 devices.addDisk(id: disk.id, device: block, transport: transport)
             case .virtioNet(let index):
                 let interface = config.networkInterfaces[index]
                 let tap = taps[index]
                 let mtu = tap.mtu >= NetworkInterfaceConfig.minimumMTU && tap.mtu <= Int(UInt16.max) ? UInt16(tap.mtu) : nil
-                let net = NetDevice(backend: tap, mac: (interface.mac ?? MACAddress.random()).bytes, mtu: mtu)
+                let net = NetDevice(backend: tap, mac: (interface.mac ?? MACAddress.random()).bytes, mtu: mtu,
+                                    receiveLimiter: try QueueLimiter(interface.rxRateLimiter, queue: VirtioNet.receiveQueue),
+                                    transmitLimiter: try QueueLimiter(interface.txRateLimiter, queue: VirtioNet.transmitQueue))
                 let transport = try devices.attachVirtio(net, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
                 devices.addNetworkInterface(id: interface.id, device: net, transport: transport)
             case .virtioEntropy:
-                let entropy = EntropyDevice(random: EntropyDevice.hostRandom)
+                let entropy = EntropyDevice(random: EntropyDevice.hostRandom,
+                                            limiter: try QueueLimiter(config.entropyRateLimiter, queue: 0))
                 try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+                devices.entropy = entropy
             default:
                 try attachFixed(record, to: devices)
             }

@@ -70,6 +70,24 @@ public final class MachineDevices {
         disks.append((id, device, transport))
     }
 
+    /// The entropy device, if any (for its rate limiter).
+    public internal(set) var entropy: EntropyDevice?
+
+    /// New rate limits at runtime (PATCH), Firecracker's semantics: the buckets named are
+    /// replaced, the others kept. Takes only the limiters' own locks: never waits on I/O.
+    public func updateDiskLimits(of id: String, _ patch: RateLimiterConfig) throws(SwiftletError) {
+        guard let disk = disks.first(where: { $0.id == id }) else { throw .invalidArgument("no drive \"\(id)\" in this VM") }
+        disk.device.limiter?.update(patch)
+    }
+
+    public func updateNetworkLimits(of id: String, rx: RateLimiterConfig?, tx: RateLimiterConfig?) throws(SwiftletError) {
+        guard let interface = networkInterfaces.first(where: { $0.id == id }) else {
+            throw .invalidArgument("no network interface \"\(id)\" in this VM")
+        }
+        if let rx { interface.device.receiveLimiter?.update(rx) }
+        if let tx { interface.device.transmitLimiter?.update(tx) }
+    }
+
     /// The network interfaces by iface_id.
     public private(set) var networkInterfaces: [(id: String, device: NetDevice, transport: VirtioMMIOTransport)] = []
 

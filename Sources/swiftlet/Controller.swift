@@ -125,9 +125,25 @@ final class Controller {
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
             return .now(.noContent())
-        case .changeMedia(let id, let path):
+        case .updateDrive(let id, let path, let limiter):
+            guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
+                throw .badRequest("no drive \"\(id)\" in this VM")
+            }
+            if let limiter {
+                do { try vm.devices.updateDiskLimits(of: id, limiter) } catch { throw .badRequest("\(error)") }
+                config.disks[index].rateLimiter = (config.disks[index].rateLimiter ?? RateLimiterConfig()).patched(with: limiter)
+            }
+            guard let path else { return .now(.noContent()) }
             try changeMedia(id, path, ticket)
             return .later
+        case .updateNetworkInterface(let id, let rx, let tx):
+            guard let vm, let index = config.networkInterfaces.firstIndex(where: { $0.id == id }) else {
+                throw .badRequest("no network interface \"\(id)\" in this VM")
+            }
+            do { try vm.devices.updateNetworkLimits(of: id, rx: rx, tx: tx) } catch { throw .badRequest("\(error)") }
+            if let rx { config.networkInterfaces[index].rxRateLimiter = (config.networkInterfaces[index].rxRateLimiter ?? RateLimiterConfig()).patched(with: rx) }
+            if let tx { config.networkInterfaces[index].txRateLimiter = (config.networkInterfaces[index].txRateLimiter ?? RateLimiterConfig()).patched(with: tx) }
+            return .now(.noContent())
         case .configureNetworkInterface(let interface):
             try refuseWhileStarting()
             var updated = config
@@ -135,9 +151,10 @@ final class Controller {
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
             return .now(.noContent())
-        case .configureEntropy:
+        case .configureEntropy(let limiter):
             try refuseWhileStarting()
             config.entropy = true
+            config.entropyRateLimiter = limiter
             return .now(.noContent())
         case .start:
             try refuseWhileStarting()

@@ -49,14 +49,17 @@ final class DriveRoutesTests: XCTestCase {
 
     func testPatchDriveAfterStartOnly() {
         let body = #"{"drive_id": "scratch", "path_on_host": "/new.img"}"#
-        XCTAssertEqual(routed(httpRequest("PATCH", "/drives/scratch", body), state: .running), .changeMedia(driveID: "scratch", path: "/new.img"))
+        XCTAssertEqual(routed(httpRequest("PATCH", "/drives/scratch", body), state: .running), .updateDrive(driveID: "scratch", path: "/new.img", rateLimiter: nil))
         XCTAssertEqual(message(httpRequest("PATCH", "/drives/scratch", body))?.0, 400)
         XCTAssertEqual(message(httpRequest("PATCH", "/drives/scratch", #"{"drive_id": "scratch", "is_read_only": true}"#), state: .running)?.0, 400)
     }
 
     func testEntropy() {
-        XCTAssertEqual(routed(httpRequest("PUT", "/entropy", "{}")), .configureEntropy)
-        XCTAssertEqual(routed(httpRequest("PUT", "/entropy", #"{"rate_limiter": null}"#)), .configureEntropy)
+        XCTAssertEqual(routed(httpRequest("PUT", "/entropy", "{}")), .configureEntropy(rateLimiter: nil))
+        XCTAssertEqual(routed(httpRequest("PUT", "/entropy", #"{"rate_limiter": null}"#)), .configureEntropy(rateLimiter: nil))
+        XCTAssertEqual(routed(httpRequest("PUT", "/entropy", #"{"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}"#)),
+                       .configureEntropy(rateLimiter: RateLimiterConfig(bandwidth: TokenBucketConfig(size: 1000, refillTimeMs: 100))))
+        XCTAssertEqual(message(httpRequest("PUT", "/entropy", #"{"rate_limiter": {"bandwidth": {"size": -1, "refill_time": 100}}}"#))?.0, 400)
         XCTAssertEqual(message(httpRequest("PUT", "/entropy", #"{"device": 1}"#))?.0, 400)
         XCTAssertEqual(message(httpRequest("PUT", "/entropy", "{}"), state: .running)?.0, 400)
     }
@@ -66,11 +69,13 @@ final class DriveRoutesTests: XCTestCase {
         var root = DiskConfig(id: "rootfs", path: "/r.img")
         root.isRootDevice = true
         config.setDisk(root)
-        config.setDisk(DiskConfig(id: "data", path: "/d.img", readOnly: true))
+        var data = DiskConfig(id: "data", path: "/d.img", readOnly: true)
+        data.rateLimiter = RateLimiterConfig(bandwidth: TokenBucketConfig(size: 1 << 20, refillTimeMs: 1000))
+        config.setDisk(data)
         config.entropy = true
         let json = APIRouter.vmConfig(config).serialized()
-        XCTAssertTrue(json.contains(#""drives":[{"drive_id":"rootfs","path_on_host":"/r.img","is_root_device":true,"is_read_only":false,"cache_type":"Unsafe","io_engine":"Sync"},{"drive_id":"data","path_on_host":"/d.img","is_root_device":false,"is_read_only":true,"cache_type":"Unsafe","io_engine":"Sync"}]"#), json)
-        XCTAssertTrue(json.hasSuffix(#""entropy":{}}"#), json)
+        XCTAssertTrue(json.contains(#""drives":[{"drive_id":"rootfs","path_on_host":"/r.img","is_root_device":true,"is_read_only":false,"cache_type":"Unsafe","io_engine":"Sync","rate_limiter":null},{"drive_id":"data","path_on_host":"/d.img","is_root_device":false,"is_read_only":true,"cache_type":"Unsafe","io_engine":"Sync","rate_limiter":{"bandwidth":{"size":1048576,"one_time_burst":null,"refill_time":1000},"ops":null}}]"#), json)
+        XCTAssertTrue(json.hasSuffix(#""entropy":{"rate_limiter":null}}"#), json)
     }
 }
 
@@ -111,6 +116,24 @@ final class NetworkInterfaceRoutesTests: XCTestCase {
         config.setNetworkInterface(NetworkInterfaceConfig(id: "eth1", tapName: "tap1"))
         config.setNetworkInterface(NetworkInterfaceConfig(id: "eth0", tapName: "tap9"))
         let json = APIRouter.vmConfig(config).serialized()
-        XCTAssertTrue(json.contains(#""network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap9"},{"iface_id":"eth1","host_dev_name":"tap1"}]"#), json)
+        XCTAssertTrue(json.contains(#""network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap9","rx_rate_limiter":null,"tx_rate_limiter":null},{"iface_id":"eth1","host_dev_name":"tap1","rx_rate_limiter":null,"tx_rate_limiter":null}]"#), json)
+    }
+
+    func testRateLimitersOnInterfacesAndTheirPatch() {
+        let body = #"{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100}}, "tx_rate_limiter": {"ops": {"size": 10, "one_time_burst": 5, "refill_time": 1000}}}"#
+        var expected = NetworkInterfaceConfig(id: "eth0", tapName: "tap0")
+        expected.rxRateLimiter = RateLimiterConfig(bandwidth: TokenBucketConfig(size: 1_000_000, refillTimeMs: 100))
+        expected.txRateLimiter = RateLimiterConfig(ops: TokenBucketConfig(size: 10, oneTimeBurst: 5, refillTimeMs: 1000))
+        XCTAssertEqual(routed(httpRequest("PUT", "/network-interfaces/eth0", body)), .configureNetworkInterface(expected))
+        let patch = #"{"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0}}}"#
+        XCTAssertEqual(routed(httpRequest("PATCH", "/network-interfaces/eth0", patch), state: .running),
+                       .updateNetworkInterface(id: "eth0", rx: RateLimiterConfig(bandwidth: TokenBucketConfig(size: 0, refillTimeMs: 0)), tx: nil))
+        XCTAssertEqual(message(httpRequest("PATCH", "/network-interfaces/eth0", patch))?.0, 400, "PATCH before start")
+        XCTAssertEqual(message(httpRequest("PATCH", "/network-interfaces/eth0", #"{"iface_id": "eth0", "host_dev_name": "tap1"}"#), state: .running)?.0, 400)
+        XCTAssertEqual(message(httpRequest("PATCH", "/network-interfaces/eth1", patch), state: .running)?.0, 400, "ids differ")
+        let drive = #"{"drive_id": "d", "rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}"#
+        XCTAssertEqual(routed(httpRequest("PATCH", "/drives/d", drive), state: .running),
+                       .updateDrive(driveID: "d", path: nil, rateLimiter: RateLimiterConfig(ops: TokenBucketConfig(size: 100, refillTimeMs: 1000))))
+        XCTAssertEqual(message(httpRequest("PATCH", "/drives/d", #"{"drive_id": "d"}"#), state: .running)?.0, 400, "names nothing to change")
     }
 }

@@ -136,5 +136,7 @@ disk_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 # --- virtio-net (lib.sh's net_checks): a tap in L1; the guest pings L1 and downloads from
 # it, L1 downloads from the guest; a missing, wrong or busy tap is refused
 net_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
+# --- rate limiters (lib.sh's limit_checks): a disk and an interface limited to 4 MiB/s, then lifted
+limit_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 
 finish

@@ -379,7 +379,8 @@ l1_tap() {
     [ -f /etc/nsswitch.conf ] || printf 'hosts: files\nservices: files\npasswd: files\ngroup: files\n' > /etc/nsswitch.conf
     touch /etc/hosts /etc/services /etc/passwd /etc/group
     grep -q "^tun " /proc/modules || insmod /extra/tun.ko || { echo "suite: insmod /extra/tun.ko failed"; return 1; }
-    [ -d /sys/class/net/$1 ] || tunctl -t "$1" > /dev/null || { echo "suite: tunctl -t $1 failed"; return 1; }
+    [ -d /sys/class/net/$1 ] && return 0
+    tunctl -t "$1" > /dev/null || { echo "suite: tunctl -t $1 failed"; return 1; }
     ip addr add "$2" dev "$1" && ip link set "$1" up
 }
 
@@ -436,6 +437,60 @@ net_checks() {
         fail "a second VM on the tap in use: exit '$busy', wanted 2 and one 'in use' line: $(cat /tmp/busy.err 2>/dev/null)"
     fi
     kill $server 2>/dev/null
+}
+
+# limit_checks TIMEOUT CMDLINE POWER-OFF KERNEL-ARGS...: rate limiters. A guest (ci/guest-initramfs'
+# limits mode) reads 16 MiB from a disk limited to 4 MiB/s (--disk bw_size=512K,
+# bw_refill_time=125) and receives a TCP stream from L1 (netbench) for 4 s on an interface
+# whose rx is limited alike;
+# each must measure 4 MiB/s ±15%. Then the limits are lifted at runtime (PATCH /drives,
+# PATCH /network-interfaces with size 0) and both must run at more than three times that.
+limit_checks() {
+    llimit=$1 lcmdline=$2 lpoweroff=$3
+    shift 3
+    if ! l1_tap tap0 10.0.2.1/24; then fail "a tap in L1 (tun.ko, tunctl, ip)"; return; fi
+    /extra/netbench server 5201 2> /tmp/netbench.log &
+    lserver=$!
+    disk_blank /tmp/limit.img 64M
+    name=limits out=/tmp/limits.out err=/tmp/limits.err sock=/tmp/limits.sock
+    rm -f /tmp/limits.in $sock
+    mkfifo /tmp/limits.in
+    start=$(now)
+    swiftlet run "$@" --memory 256 --api-socket $sock \
+        --disk path=/tmp/limit.img,id=limited,bw_size=512K,bw_refill_time=125 \
+        --net tap=tap0,id=eth0,rx_bw_size=512K,rx_bw_refill_time=125 \
+        --cmdline "$lcmdline swiftlet.test=limits swiftlet.ip=10.0.2.2/24 swiftlet.peer=10.0.2.1 swiftlet.disk=/dev/vda swiftlet.mib=16" \
+        < /tmp/limits.in > "$out" 2> "$err" &
+    pid=$!
+    exec 4> /tmp/limits.in
+    lifted=0
+    if wait_for "$out" SWIFTLET-LIMIT-WAIT "$llimit" $pid; then
+        swiftlet ctl --api-socket $sock PATCH /drives/limited '{"drive_id": "limited", "rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0}}}' &&
+            swiftlet ctl --api-socket $sock PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0}}}' &&
+            lifted=1
+        echo go >&4
+    fi
+    wait_or_kill $pid "$llimit"
+    exec 4>&-
+    took=$(seconds_since "$start")
+    kill $lserver 2>/dev/null
+    expect_ok "rate limits: the guest measures a limited disk and interface, the limits are lifted through the API, it measures again" "SWIFTLET-LIMIT net-unlimited" "$lpoweroff"
+    for kind in disk net; do
+        limited=$(tr -d '\r' < "$out" | sed -n "s/^SWIFTLET-LIMIT $kind-limited mibps=\([0-9.]*\).*/\1/p")
+        unlimited=$(tr -d '\r' < "$out" | sed -n "s/^SWIFTLET-LIMIT $kind-unlimited mibps=\([0-9.]*\).*/\1/p")
+        what=$([ $kind = disk ] && echo "a disk read" || echo "receiving on a network interface")
+        if [ -n "$limited" ] && awk -v x="$limited" 'BEGIN { exit !(x >= 3.4 && x <= 4.6) }'; then
+            pass "$what limited to 4 MiB/s runs at $limited MiB/s (within ±15%)"
+        else
+            fail "$what limited to 4 MiB/s ran at '$limited' MiB/s, wanted 3.4 to 4.6"
+        fi
+        if [ "$lifted" = 1 ] && [ -n "$unlimited" ] && awk -v x="$unlimited" 'BEGIN { exit !(x > 12) }'; then
+            pass "$what with the limit lifted at runtime (PATCH) runs at $unlimited MiB/s (more than 3× the limit)"
+        else
+            fail "$what after lifting the limit: PATCH ok: $lifted, '$unlimited' MiB/s, wanted more than 12"
+        fi
+    done
+    rm -f /tmp/limit.img
 }
 
 finish() {

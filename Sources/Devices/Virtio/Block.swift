@@ -89,7 +89,11 @@ public final class BlockDevice: VirtioDevice {
     private let unsupportedCounter = Atomic<UInt64>(0)
     private let unanswerableCounter = Atomic<UInt64>(0)
 
-    public init(image: DiskImage, serial: String) {
+    /// Limits the requests and bytes this disk serves (nil: unlimited, for tests).
+    public let limiter: QueueLimiter?
+
+    public init(image: DiskImage, serial: String, limiter: QueueLimiter? = nil) {
+        self.limiter = limiter
         self.image = image
         self.serial = serial
         writable = !image.isReadOnly
@@ -183,6 +187,9 @@ public final class BlockDevice: VirtioDevice {
         writeThrough = features & VirtioBlockFeature.flush == 0
     }
 
+    /// The rate limiter's timer resumes the queue.
+    public var hostEvents: [VirtioHostEvent] { limiter.map { [$0.hostEvent] } ?? [] }
+
     public func reset() {
         // Counters are the host's statistics and survive a guest reset; the image stays.
         writeThrough = false
@@ -200,10 +207,23 @@ public final class BlockDevice: VirtioDevice {
         var budget = Int(queue.size)
         let moved = bytesRead &+ bytesWritten
         while budget > 0, bytesRead &+ bytesWritten &- moved < BlockDevice.bytesPerCall, try queue.pop(into: &chain) {
+            if let limiter, !limiter.admit(bytes: BlockDevice.dataLength(of: chain)) {
+                // Over the limit: the request stays with the driver until the timer fires.
+                queue.undoPop()
+                return .waitingOnHost
+            }
             queue.push(head: chain.head, written: execute(chain, memory: memory))
             budget -= 1
         }
         return .done
+    }
+
+    /// What a request costs in bandwidth: its buffers less the header and the status byte
+    /// (the data a read or write moves; a few bytes for the other requests).
+    static func dataLength(of chain: DescriptorChain) -> UInt64 {
+        let total = chain.readableLength &+ chain.writableLength
+        let overhead = VirtioBlock.headerSize + 1
+        return total > overhead ? total - overhead : 0
     }
 
     /// Parses and carries out one chain; returns the bytes written into its writable part,

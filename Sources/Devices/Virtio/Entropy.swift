@@ -21,10 +21,17 @@ public final class EntropyDevice: VirtioDevice {
     private let requestCounter = Atomic<UInt64>(0)
     private let failureCounter = Atomic<UInt64>(0)
 
+    /// Limits the requests and bytes given (nil: unlimited, for tests).
+    public let limiter: QueueLimiter?
+
     /// `random` fills the whole buffer or returns false; the product passes `hostRandom`.
-    public init(random: @escaping (UnsafeMutableRawBufferPointer) -> Bool) {
+    public init(random: @escaping (UnsafeMutableRawBufferPointer) -> Bool, limiter: QueueLimiter? = nil) {
         self.random = random
+        self.limiter = limiter
     }
+
+    /// The rate limiter's timer resumes the queue.
+    public var hostEvents: [VirtioHostEvent] { limiter.map { [$0.hostEvent] } ?? [] }
 
     /// Random bytes given to the guest, chains served, and chains completed empty because
     /// the random source failed.
@@ -66,6 +73,10 @@ public final class EntropyDevice: VirtioDevice {
         // so a guest that keeps its queue full cannot hold the I/O thread.
         var budget = Int(queue.size)
         while budget > 0, try queue.pop(into: &chain) {
+            if let limiter, !limiter.admit(bytes: min(chain.writableLength, UInt64(EntropyDevice.maxBytesPerChain))) {
+                queue.undoPop()
+                return .waitingOnHost
+            }
             queue.push(head: chain.head, written: fill(memory))
             budget -= 1
         }

@@ -89,9 +89,18 @@ public final class NetDevice: VirtioDevice {
     private let txDroppedCounter = Atomic<UInt64>(0)
     private let hostErrorsCounter = Atomic<UInt64>(0)
 
+    /// Limit what the guest receives and sends (nil: unlimited, for tests).
+    public let receiveLimiter: QueueLimiter?
+    public let transmitLimiter: QueueLimiter?
+    /// Whether the frame held in `frame` has been charged to the receive limiter.
+    private var pendingAdmitted = false
+
     /// `mac`: 6 bytes (a unicast address); `mtu`: offered to the guest when given.
-    public init(backend: any NetBackend, mac: [UInt8], mtu: UInt16?) {
+    public init(backend: any NetBackend, mac: [UInt8], mtu: UInt16?,
+                receiveLimiter: QueueLimiter? = nil, transmitLimiter: QueueLimiter? = nil) {
         self.backend = backend
+        self.receiveLimiter = receiveLimiter
+        self.transmitLimiter = transmitLimiter
         self.mac = mac.count == 6 ? mac : [UInt8](repeating: 0, count: 6)
         self.mtu = mtu
         var features = VirtioNetFeature.mac | VirtioNetFeature.status | VirtioNetFeature.mergeableRxBuffers
@@ -122,9 +131,12 @@ public final class NetDevice: VirtioDevice {
     public var txDropped: UInt64 { txDroppedCounter.load(ordering: .relaxed) }
     public var hostErrors: UInt64 { hostErrorsCounter.load(ordering: .relaxed) }
 
-    /// The tap wakes the receive queue when frames arrive.
+    /// The tap wakes the receive queue when frames arrive; each limiter's timer its queue.
     public var hostEvents: [VirtioHostEvent] {
-        [VirtioHostEvent(fd: backend.fd, queue: VirtioNet.receiveQueue, isCounter: false)]
+        var events = [VirtioHostEvent(fd: backend.fd, queue: VirtioNet.receiveQueue, isCounter: false)]
+        if let receiveLimiter { events.append(receiveLimiter.hostEvent) }
+        if let transmitLimiter { events.append(transmitLimiter.hostEvent) }
+        return events
     }
 
     // MARK: configuration space
@@ -174,6 +186,7 @@ public final class NetDevice: VirtioDevice {
         // A frame held for the old driver is dropped; counters are the host's and stay.
         if pendingLength > 0 { rxDroppedCounter.wrappingAdd(1, ordering: .relaxed) }
         pendingLength = 0
+        pendingAdmitted = false
         negotiated = 0
         backend.setOffloads(0)
         chain.clear()
@@ -214,6 +227,14 @@ public final class NetDevice: VirtioDevice {
                     continue
                 }
                 pendingLength = n
+                pendingAdmitted = false
+            }
+            if !pendingAdmitted, let receiveLimiter {
+                // Charged once per frame, however often it waits for buffers. Over the
+                // limit, the frame waits here and the tap is not read meanwhile: its queue
+                // fills and the host drops, as a slow link would.
+                guard receiveLimiter.admit(bytes: UInt64(pendingLength - VirtioNet.headerLength)) else { return .waitingOnHost }
+                pendingAdmitted = true
             }
             switch try deliverPending(&queue, memory) {
             case .delivered:
@@ -301,6 +322,11 @@ public final class NetDevice: VirtioDevice {
     private func transmit(_ queue: inout Virtqueue, _ memory: GuestMemory) throws(VirtqueueError) -> QueueProgress {
         var budget = Int(queue.size)
         while budget > 0, try queue.pop(into: &chain) {
+            let frameBytes = chain.readableLength > UInt64(VirtioNet.headerLength) ? chain.readableLength - UInt64(VirtioNet.headerLength) : 0
+            if let transmitLimiter, !transmitLimiter.admit(bytes: frameBytes) {
+                queue.undoPop()
+                return .waitingOnHost
+            }
             send(chain, memory)
             queue.push(head: chain.head, written: 0)
             budget -= 1

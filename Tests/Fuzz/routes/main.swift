@@ -65,12 +65,22 @@ runFuzzer { buffer in
             require(!disk.id.isEmpty && disk.id.utf8.count <= VMConfig.maxDriveIDLength, "bad drive_id accepted")
             require(request.path == "/drives/" + disk.id, "drive_id \(disk.id) accepted on \(target)")
             config.setDisk(disk)
-        case .changeMedia(let id, let path):
-            require(state != .notStarted, "media change accepted before start")
-            require(!path.isEmpty && !path.utf8.contains(0) && request.path == "/drives/" + id, "bad media change accepted")
-        case .configureEntropy:
+        case .updateDrive(let id, let path, let limiter):
+            require(state != .notStarted, "drive update accepted before start")
+            require(path != nil || limiter != nil, "empty drive update accepted")
+            require(path.map { !$0.isEmpty && !$0.utf8.contains(0) } ?? true && request.path == "/drives/" + id, "bad media change accepted")
+        case .configureEntropy(let limiter):
             require(state == .notStarted, "entropy configured in state \(state)")
             config.entropy = true
+            config.entropyRateLimiter = limiter
+        case .configureNetworkInterface(let interface):
+            require(state == .notStarted, "network interface configured in state \(state)")
+            require(request.path == "/network-interfaces/" + interface.id, "iface_id \(interface.id) accepted on \(target)")
+            require(interface.mac.map { $0.isValidUnicast } ?? true, "bad guest_mac accepted")
+            config.setNetworkInterface(interface)
+        case .updateNetworkInterface(let id, _, _):
+            require(state != .notStarted, "network interface update accepted before start")
+            require(request.path == "/network-interfaces/" + id, "iface_id \(id) accepted on \(target)")
         case .start:
             require(state == .notStarted, "InstanceStart accepted in state \(state)")
         case .sendCtrlAltDel, .pause, .resume:
