@@ -20,6 +20,7 @@ import SwiftletCore
 //                                                  "rx_rate_limiter"?, "tx_rate_limiter"?}
 //                           (a PUT of an existing iface_id replaces it)
 //   PATCH /network-interfaces/{id}  after start   {"iface_id", "rx_rate_limiter"?, "tx_rate_limiter"?}
+//   PUT   /vsock            before start   {"guest_cid", "uds_path", "vsock_id"?}
 // A rate_limiter is Firecracker's {"bandwidth"?: {"size", "one_time_burst"?, "refill_time"},
 // "ops"?: {…}}; in a PATCH, the buckets named replace the old ones and size 0 removes one.
 //
@@ -91,6 +92,7 @@ public enum APIAction: Equatable, CustomStringConvertible {
     case configureEntropy(rateLimiter: RateLimiterConfig?)
     case configureNetworkInterface(NetworkInterfaceConfig)
     case updateNetworkInterface(id: String, rx: RateLimiterConfig?, tx: RateLimiterConfig?)
+    case configureVsock(VsockConfig)
     case start
     case sendCtrlAltDel
     case pause
@@ -108,6 +110,7 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureEntropy: return "configure entropy device"
         case .configureNetworkInterface(let interface): return "configure network interface \(interface.id)"
         case .updateNetworkInterface(let id, _, _): return "update network interface \(id)"
+        case .configureVsock(let vsock): return "configure vsock (guest CID \(vsock.guestCID))"
         case .start: return "start"
         case .sendCtrlAltDel: return "send ctrl-alt-del"
         case .pause: return "pause"
@@ -137,6 +140,7 @@ public enum APIRouter {
         Resource(path: "/actions", method: "PUT"),
         Resource(path: "/vm", method: "PATCH"),
         Resource(path: "/entropy", method: "PUT"),
+        Resource(path: "/vsock", method: "PUT"),
     ]
     static let drivesPrefix = "/drives/"
     static let networkInterfacesPrefix = "/network-interfaces/"
@@ -163,6 +167,9 @@ public enum APIRouter {
                 limiter = try RateLimiterJSON.parse(value)
             }
             return .configureEntropy(rateLimiter: limiter)
+        case "/vsock":
+            try requireNotStarted(state, what: "configuring the vsock device")
+            return .configureVsock(try parseVsock(try body(of: request)))
         case "/boot-source":
             try requireNotStarted(state, what: "configuring the boot source")
             return .configureBootSource(try parseBootSource(try body(of: request)))
@@ -264,6 +271,26 @@ public enum APIRouter {
         interface.rxRateLimiter = rx
         interface.txRateLimiter = tx
         return interface
+    }
+
+    static func parseVsock(_ members: [(String, JSONValue)]) throws(APIError) -> VsockConfig {
+        var cid: Int64?, path: String?
+        for (name, value) in members {
+            switch name {
+            case "guest_cid": cid = try integer(value, field: name, in: Int64(VsockConfig.minGuestCID)...Int64(VsockConfig.maxGuestCID))
+            case "uds_path":
+                let text = try self.path(value, field: name)
+                guard text.utf8.count <= VsockConfig.maxUDSPathLength else {
+                    throw .badRequest("uds_path must be at most \(VsockConfig.maxUDSPathLength) bytes (a Unix socket path)")
+                }
+                path = text
+            case "vsock_id": _ = try string(value, field: name)   // Firecracker's older clients send it
+            default: throw unknownField(name, in: "vsock")
+            }
+        }
+        guard let cid else { throw .badRequest("missing required field \"guest_cid\"") }
+        guard let path else { throw .badRequest("missing required field \"uds_path\"") }
+        return VsockConfig(guestCID: UInt64(cid), udsPath: path)
     }
 
     static func parseDrive(_ members: [(String, JSONValue)]) throws(APIError) -> DiskConfig {
@@ -498,6 +525,7 @@ public enum APIRouter {
         }
         return .object([("boot-source", .object(boot)), ("machine-config", .object(machine)),
                         ("drives", .array(drives)), ("network-interfaces", .array(interfaces)),
+                        ("vsock", config.vsock.map { .object([("guest_cid", .integer(Int64(clamping: $0.guestCID))), ("uds_path", .string($0.udsPath))]) } ?? .null),
                         ("entropy", config.entropy ? .object([("rate_limiter", RateLimiterJSON.json(config.entropyRateLimiter))]) : .null)])
     }
 }

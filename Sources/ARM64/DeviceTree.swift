@@ -134,7 +134,7 @@ public enum DeviceTree {
                 try fdt.property("#gpio-cells", u32: 2)
                 try fdt.property("phandle", u32: Phandle.gpio)
             }
-        case .virtioBlock, .virtioEntropy, .virtioNet:
+        case .virtioBlock, .virtioEntropy, .virtioNet, .virtioVsock:
             // Edge-triggered: the VMM signals virtio interrupts through KVM irqfds (as QEMU virt declares them).
             try fdt.beginNode("virtio_mmio@\(hex(record.base))")
             try fdt.property("compatible", string: "virtio,mmio")

@@ -21,6 +21,11 @@ public enum RunOptions {
                            a virtio-net interface on the existing tap NAME (repeatable:
                            the first is eth0); MAC defaults to a random local address;
                            ID is its API iface_id (default netN)
+      --vsock cid=N,socket=PATH
+                           a virtio-vsock device: the guest's CID (3 or more); host
+                           processes connect to the Unix socket PATH (created here, must
+                           not exist) and write "CONNECT <port>\\n"; the guest's
+                           connections to host port P go to PATH_P
       --rng[=LIMITS]       a virtio-rng device fed from the host's getrandom
 
     Rate limits (LIMITS: comma-separated, Firecracker's token buckets; rx_/tx_ prefixed
@@ -77,6 +82,7 @@ public enum RunOptions {
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
             case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))
             case "--net": config.networkInterfaces.append(try parseNet(try next(), index: config.networkInterfaces.count))
+            case "--vsock": config.vsock = try parseVsock(try next())
             case "--rng":
                 config.entropy = true
                 if let inlineValue { config.entropyRateLimiter = try parseLimits(inlineValue, flag: "--rng") }
@@ -167,6 +173,27 @@ public enum RunOptions {
         interface.rxRateLimiter = rx
         interface.txRateLimiter = tx
         return interface
+    }
+
+    /// `cid=N,socket=PATH` (Firecracker's guest_cid and uds_path).
+    static func parseVsock(_ text: String) throws(SwiftletError) -> VsockConfig {
+        var cid: UInt64?, socket: String?
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let equals = item.firstIndex(of: "=") else {
+                throw .invalidArgument("--vsock: expected key=value, got '\(item)' (see swiftlet run --help)")
+            }
+            let key = String(item[..<equals]), value = String(item[item.index(after: equals)...])
+            switch key {
+            case "cid":
+                guard let number = UInt64(value) else { throw .invalidArgument("--vsock cid= needs a whole number, got '\(value)'") }
+                cid = number
+            case "socket": socket = try nonEmpty(value, "--vsock socket")
+            default: throw .invalidArgument("--vsock: unknown key '\(key)' (cid, socket)")
+            }
+        }
+        guard let cid else { throw .invalidArgument("--vsock needs cid=N") }
+        guard let socket else { throw .invalidArgument("--vsock needs socket=PATH") }
+        return VsockConfig(guestCID: cid, udsPath: socket)
     }
 
     /// `KEY=VALUE[,...]` of rate-limiter keys only (--rng=...).

@@ -18,6 +18,8 @@ public struct VMConfig: Equatable {
     public var entropyRateLimiter: RateLimiterConfig?
     /// virtio-net interfaces on taps, in the order the guest sees them (eth0 first).
     public var networkInterfaces: [NetworkInterfaceConfig] = []
+    /// A virtio-vsock device with Firecracker's Unix-socket host side.
+    public var vsock: VsockConfig?
 
     public init() {}
 
@@ -81,6 +83,14 @@ public struct VMConfig: Equatable {
             }
         }
         guard disks.filter({ $0.isRootDevice }).count <= 1 else { throw .invalidArgument("only one disk can be the root device") }
+        if let vsock {
+            guard vsock.guestCID >= VsockConfig.minGuestCID, vsock.guestCID <= VsockConfig.maxGuestCID else {
+                throw .invalidArgument("vsock guest CID must be between \(VsockConfig.minGuestCID) and \(VsockConfig.maxGuestCID) (0-2 are reserved), got \(vsock.guestCID)")
+            }
+            guard !vsock.udsPath.isEmpty, vsock.udsPath.utf8.count <= VsockConfig.maxUDSPathLength, !vsock.udsPath.utf8.contains(0) else {
+                throw .invalidArgument("vsock uds_path must be 1 to \(VsockConfig.maxUDSPathLength) bytes (a Unix socket path)")
+            }
+        }
         for (index, interface) in networkInterfaces.enumerated() {
             guard !interface.id.isEmpty, interface.id.utf8.count <= VMConfig.maxInterfaceIDLength else {
                 throw .invalidArgument("network interface id '\(interface.id)' must be 1 to \(VMConfig.maxInterfaceIDLength) characters")
@@ -141,5 +151,24 @@ public struct NetworkInterfaceConfig: Equatable {
         self.id = id
         self.tapName = tapName
         self.mac = mac
+    }
+}
+
+/// The vsock device (CLI `--vsock`, API `PUT /vsock`).
+public struct VsockConfig: Equatable {
+    /// guest_cid: the guest's address; 0-2 are reserved (2 is the host).
+    public var guestCID: UInt64
+    /// uds_path: the Unix socket host processes connect to (`CONNECT <port>\n`); the
+    /// guest's connections to host port P go to `<uds_path>_P`. It must not exist yet.
+    public var udsPath: String
+
+    public static let minGuestCID: UInt64 = 3
+    public static let maxGuestCID: UInt64 = UInt64(UInt32.max) - 1
+    /// sun_path holds 108 bytes with the NUL; `_P` suffixes must fit too, so a little less.
+    public static let maxUDSPathLength = 96
+
+    public init(guestCID: UInt64, udsPath: String) {
+        self.guestCID = guestCID
+        self.udsPath = udsPath
     }
 }

@@ -11,6 +11,8 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
     case virtioEntropy
     /// virtio-net on interface `VMConfig.networkInterfaces[interface]`.
     case virtioNet(interface: Int)
+    /// virtio-vsock (VMConfig.vsock).
+    case virtioVsock
 
     public var description: String {
         switch self {
@@ -24,12 +26,13 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
         case .virtioBlock(let disk): return "virtio-blk (disk \(disk))"
         case .virtioEntropy: return "virtio-rng"
         case .virtioNet(let interface): return "virtio-net (interface \(interface))"
+        case .virtioVsock: return "virtio-vsock"
         }
     }
 
     public var isVirtio: Bool {
         switch self {
-        case .virtioBlock, .virtioEntropy, .virtioNet: return true
+        case .virtioBlock, .virtioEntropy, .virtioNet, .virtioVsock: return true
         default: return false
         }
     }

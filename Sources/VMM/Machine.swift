@@ -37,13 +37,14 @@ public protocol Machine {
 
 extension Machine {
     /// The device records of `config` on this machine: the fixed devices, then one
-    /// virtio-mmio window per disk (in order), per network interface (in order) and the
-    /// entropy device.
+    /// virtio-mmio window per disk (in order), per network interface (in order), the vsock
+    /// device and the entropy device.
     public static func devices(_ config: VMConfig) throws(SwiftletError) -> DeviceManager {
         var devices = DeviceManager(virtio: virtioSlots)
         try addFixedDevices(to: &devices, config: config)
         for index in config.disks.indices { try devices.addVirtio(.virtioBlock(disk: index)) }
         for index in config.networkInterfaces.indices { try devices.addVirtio(.virtioNet(interface: index)) }
+        if config.vsock != nil { try devices.addVirtio(.virtioVsock) }
         if config.entropy { try devices.addVirtio(.virtioEntropy) }
         return devices
     }

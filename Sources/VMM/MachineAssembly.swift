@@ -15,6 +15,8 @@ extension Machine {
         // Taps likewise: a missing or busy one is the user's to fix.
         var taps: [Tap] = []
         for interface in config.networkInterfaces { taps.append(try Tap.open(interface.tapName)) }
+        // And the vsock listener: a uds_path that exists is refused here.
+        let vsock = try config.vsock.map { (vsock) throws(SwiftletError) in try VsockDevice(guestCID: vsock.guestCID, udsPath: vsock.udsPath) }
 
         let memory = try GuestMemory(regions: ramRegions(config))
         let kvm = try system.createVM()
@@ -40,6 +42,9 @@ extension Machine {
                                     transmitLimiter: try QueueLimiter(interface.txRateLimiter, queue: VirtioNet.transmitQueue))
                 let transport = try devices.attachVirtio(net, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
                 devices.addNetworkInterface(id: interface.id, device: net, transport: transport)
+            case .virtioVsock:
+                guard let vsock else { throw .invalidArgument("a vsock record without a vsock configuration") }
+                try devices.attachVirtio(vsock, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
             case .virtioEntropy:
                 let entropy = EntropyDevice(random: EntropyDevice.hostRandom,
                                             limiter: try QueueLimiter(config.entropyRateLimiter, queue: 0))

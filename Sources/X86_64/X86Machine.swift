@@ -140,7 +140,7 @@ public enum X86Machine: Machine {
             case .serial16550: described.append(.serial(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
             case .cmos: described.append(.rtc(port: UInt16(truncatingIfNeeded: record.base), irq: record.irq ?? 0))
             case .i8042: described.append(.keyboard(dataPort: UInt16(truncatingIfNeeded: record.base), commandPort: UInt16(truncatingIfNeeded: record.base + I8042.commandPortOffset), irq: record.irq ?? 0))
-            case .virtioBlock, .virtioEntropy, .virtioNet: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
+            case .virtioBlock, .virtioEntropy, .virtioNet, .virtioVsock: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
             case .acpiSleepControl: described.append(.sleepControl(port: UInt16(truncatingIfNeeded: record.base), softOffType: ACPISleepControl.softOffType))
             case .pl011, .pl031, .pl061: break
             }

@@ -151,6 +151,13 @@ final class Controller {
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
             return .now(.noContent())
+        case .configureVsock(let vsock):
+            try refuseWhileStarting()
+            var updated = config
+            updated.vsock = vsock
+            do { try updated.validate() } catch { throw .badRequest("\(error)") }
+            config = updated
+            return .now(.noContent())
         case .configureEntropy(let limiter):
             try refuseWhileStarting()
             config.entropy = true

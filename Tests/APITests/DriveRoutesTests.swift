@@ -137,3 +137,40 @@ final class NetworkInterfaceRoutesTests: XCTestCase {
         XCTAssertEqual(message(httpRequest("PATCH", "/drives/d", #"{"drive_id": "d"}"#), state: .running)?.0, 400, "names nothing to change")
     }
 }
+
+/// PUT /vsock, with Firecracker's field names.
+final class VsockRoutesTests: XCTestCase {
+    func testPutVsock() {
+        XCTAssertEqual(routed(httpRequest("PUT", "/vsock", #"{"guest_cid": 3, "uds_path": "/tmp/v.sock"}"#)),
+                       .configureVsock(VsockConfig(guestCID: 3, udsPath: "/tmp/v.sock")))
+        XCTAssertEqual(routed(httpRequest("PUT", "/vsock", #"{"vsock_id": "vsock0", "guest_cid": 4294967294, "uds_path": "v"}"#)),
+                       .configureVsock(VsockConfig(guestCID: 4_294_967_294, udsPath: "v")))
+    }
+
+    func testBadVsockIs400() {
+        let cases: [(String, String)] = [
+            (#"{"guest_cid": 2, "uds_path": "/v"}"#, "guest_cid must be between 3"),
+            (#"{"guest_cid": -1, "uds_path": "/v"}"#, "guest_cid must be between 3"),
+            (#"{"guest_cid": 4294967295, "uds_path": "/v"}"#, "guest_cid must be between 3"),
+            (#"{"guest_cid": 3}"#, "missing required field \"uds_path\""),
+            (#"{"uds_path": "/v"}"#, "missing required field \"guest_cid\""),
+            (#"{"guest_cid": 3, "uds_path": ""}"#, "must not be empty"),
+            (#"{"guest_cid": "3", "uds_path": "/v"}"#, "must be an integer"),
+            (#"{"guest_cid": 3, "uds_path": "/v", "port": 1}"#, "unknown field \"port\""),
+        ]
+        for (body, expected) in cases {
+            let answer = message(httpRequest("PUT", "/vsock", body))
+            XCTAssertEqual(answer?.0, 400, body)
+            XCTAssertTrue(answer?.1.contains(expected) == true, "\(body): \(String(describing: answer))")
+        }
+        XCTAssertTrue(message(httpRequest("PUT", "/vsock", #"{"guest_cid": 3, "uds_path": "/\#(String(repeating: "x", count: 100))"}"#))?.1.contains("at most 96 bytes") == true)
+        XCTAssertEqual(message(httpRequest("PUT", "/vsock", #"{"guest_cid": 3, "uds_path": "/v"}"#), state: .running)?.0, 400)
+        XCTAssertEqual(message(httpRequest("GET", "/vsock"))?.0, 405)
+    }
+
+    func testConfigShowsVsock() {
+        var config = VMConfig()
+        config.vsock = VsockConfig(guestCID: 7, udsPath: "/run/v.sock")
+        XCTAssertTrue(APIRouter.vmConfig(config).serialized().contains(#""vsock":{"guest_cid":7,"uds_path":"/run/v.sock"}"#))
+    }
+}

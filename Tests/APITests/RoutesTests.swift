@@ -152,7 +152,7 @@ final class RoutesTests: XCTestCase {
     func testVMConfigJSON() throws {
         var config = VMConfig()
         XCTAssertEqual(APIRouter.vmConfig(config).serialized(),
-                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false},"drives":[],"network-interfaces":[],"entropy":null}"#)
+                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         config.kernelPath = "/boot/Image"
         config.initrdPath = "/boot/initrd"
         config.cmdline = "console=ttyAMA0 \"quoted\""
@@ -160,7 +160,7 @@ final class RoutesTests: XCTestCase {
         config.memoryMiB = 1024
         let json = APIRouter.vmConfig(config)
         XCTAssertEqual(json.serialized(),
-                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false},"drives":[],"network-interfaces":[],"entropy":null}"#)
+                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         // What GET /vm/config returns can be PUT back.
         let bootBody = try XCTUnwrap(json["boot-source"]).serialized()
         let machineBody = try XCTUnwrap(json["machine-config"]).serialized()

@@ -182,3 +182,30 @@ final class NetOptionsTests: XCTestCase {
         XCTAssertEqual(MACAddress(a.description), a)
     }
 }
+
+final class VsockOptionsTests: XCTestCase {
+    func testVsock() throws {
+        guard case .run(let config) = try RunOptions.parse(["--kernel", "/k", "--vsock", "cid=3,socket=/tmp/v.sock"]) else { return XCTFail("not a run") }
+        XCTAssertEqual(config.vsock, VsockConfig(guestCID: 3, udsPath: "/tmp/v.sock"))
+    }
+
+    func testBadVsockIsOneClearError() {
+        let cases: [(String, String)] = [
+            ("cid=2,socket=/v", "between 3 and 4294967294"),
+            ("cid=4294967295,socket=/v", "between 3 and 4294967294"),
+            ("cid=-3,socket=/v", "whole number"),
+            ("socket=/v", "needs cid=N"),
+            ("cid=3", "needs socket=PATH"),
+            ("cid=3,socket=", "non-empty"),
+            ("cid=3,socket=/\(String(repeating: "x", count: 120))", "1 to 96 bytes"),
+            ("cid=3,port=5", "unknown key 'port'"),
+        ]
+        for (value, message) in cases {
+            XCTAssertThrowsError(try RunOptions.parse(["--kernel", "/k", "--vsock", value]), value) { error in
+                let error = error as! SwiftletError
+                XCTAssertTrue(error.isBadInput)
+                XCTAssertTrue(error.description.contains(message), "\(value): \(error)")
+            }
+        }
+    }
+}

@@ -493,6 +493,74 @@ limit_checks() {
     rm -f /tmp/limit.img
 }
 
+# --- vsock (virtio-vsock, Firecracker's Unix-socket host side)
+# l1_socat: Debian's socat (from ci/suite/prepare's socat.tar) in L1, once.
+l1_socat() {
+    command -v socat > /dev/null || tar -C / -xf /extra/socat.tar || { echo "suite: unpacking socat.tar failed"; return 1; }
+    socat -V | grep -q 'WITH_VSOCK 1'
+}
+# vsock_echo FILE OUT: a host-initiated connection to the guest's port 5000 through the
+# device's socket (CONNECT 5000, answered OK <port>): sends FILE, keeps what comes back
+# after the OK line in OUT; prints the OK line.
+vsock_echo() {
+    (printf 'CONNECT 5000\n'; cat "$1") | socat -t 60 -T 60 - UNIX-CONNECT:/tmp/vsock.sock > "$2.raw" 2>/dev/null
+    ok=$(head -n 1 "$2.raw")
+    tail -c +$((${#ok} + 2)) "$2.raw" > "$2"
+    echo "$ok"
+}
+
+# vsock_checks TIMEOUT CMDLINE POWER-OFF KERNEL-ARGS...: a guest with --vsock cid=3 (ci/
+# guest-initramfs' vsock mode, Debian's socat at both ends): the guest echoes 1 MiB through
+# L1's echo server at /tmp/vsock.sock_6000 (guest-initiated), L1 echoes 1 MiB through the
+# guest's port 5000 (host-initiated) and then 16 connections of 64 KiB at once, all checked by
+# sha256; then the power key. Bad input: a reserved CID, a uds_path that exists.
+vsock_checks() {
+    vlimit=$1 vcmdline=$2 vpoweroff=$3
+    shift 3
+    if ! l1_socat; then fail "socat with VSOCK addresses in L1"; return; fi
+    rm -f /tmp/vsock.sock /tmp/vsock.sock_6000
+    socat UNIX-LISTEN:/tmp/vsock.sock_6000,fork EXEC:cat &
+    vserver=$!
+    dd if=/dev/urandom of=/tmp/vm1 bs=1024 count=1024 2>/dev/null
+    i=1
+    while [ $i -le 16 ]; do dd if=/dev/urandom of=/tmp/vc$i bs=1024 count=64 2>/dev/null; i=$((i + 1)); done
+    host_ok= many=0
+    UNTIL_ACTION='host_ok=$(vsock_echo /tmp/vm1 /tmp/vm1.echo)
+        echoes=; i=1; while [ $i -le 16 ]; do vsock_echo /tmp/vc$i /tmp/vc$i.echo > /dev/null & echoes="$echoes $!"; i=$((i + 1)); done
+        wait $echoes
+        i=1; while [ $i -le 16 ]; do [ "$(md5_of /tmp/vc$i)" = "$(md5_of /tmp/vc$i.echo)" ] && many=$((many + 1)); i=$((i + 1)); done'
+    vm_until vsock "$vlimit" SWIFTLET-GUEST-WAITING TERM "$@" --memory 256 --vsock cid=3,socket=/tmp/vsock.sock \
+        --cmdline "$vcmdline swiftlet.test=vsock"
+    UNTIL_ACTION=
+    kill $vserver 2>/dev/null
+    expect_ok "a guest with virtio-vsock (cid 3) comes up, echoes and powers off on the power key" "SWIFTLET-GUEST-POWERKEY" "$vpoweroff"
+    echo_line=$(tr -d '\r' < "$out" | grep '^SWIFTLET-VSOCK-GUEST-ECHO ' | head -1)
+    sent=$(echo "$echo_line" | sed -n 's/.*sent=\([0-9a-f]*\).*/\1/p')
+    if [ -n "$sent" ] && [ "$echo_line" = "SWIFTLET-VSOCK-GUEST-ECHO sent=$sent got=$sent" ]; then
+        pass "guest-initiated vsock: the guest's socat sends 1 MiB to host port 6000 (L1's /tmp/vsock.sock_6000) and gets it back intact"
+    else
+        fail "guest-initiated vsock echo: guest says '$echo_line'"
+    fi
+    if echo "$host_ok" | grep -q '^OK [0-9][0-9]*$' && [ "$(md5_of /tmp/vm1)" = "$(md5_of /tmp/vm1.echo)" ]; then
+        pass "host-initiated vsock: CONNECT 5000 is answered '$host_ok', 1 MiB echoed by the guest's socat intact"
+    else
+        fail "host-initiated vsock echo: answer '$host_ok', $(wc -c < /tmp/vm1.echo 2>/dev/null) bytes back"
+    fi
+    if [ "$many" = 16 ]; then
+        pass "16 concurrent host-initiated vsock connections, 64 KiB each, all echoed intact"
+    else
+        fail "16 concurrent vsock connections: $many of 16 echoed intact"
+    fi
+    rm -f /tmp/vm1* /tmp/vc*
+    # bad input: one clear line, exit 2
+    vm vsock-cid 30 --kernel /extra/hello-$(guest_arch).bin --memory 64 --vsock cid=2,socket=/tmp/vsock-bad.sock
+    expect_bad_input "a reserved vsock CID" "between 3 and 4294967294"
+    touch /tmp/vsock-exists.sock
+    vm vsock-exists 30 --kernel /extra/hello-$(guest_arch).bin --memory 64 --vsock cid=3,socket=/tmp/vsock-exists.sock
+    expect_bad_input "a vsock uds_path that exists" "vsock uds_path /tmp/vsock-exists.sock already exists"
+    rm -f /tmp/vsock-exists.sock
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

@@ -66,5 +66,7 @@ disk_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 net_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 # --- rate limiters (lib.sh's limit_checks): a disk and an interface limited to 4 MiB/s, then lifted
 limit_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
+# --- virtio-vsock (lib.sh's vsock_checks): echoes both ways and 16 connections at once
+vsock_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 
 finish

@@ -78,6 +78,10 @@ runFuzzer { buffer in
             require(request.path == "/network-interfaces/" + interface.id, "iface_id \(interface.id) accepted on \(target)")
             require(interface.mac.map { $0.isValidUnicast } ?? true, "bad guest_mac accepted")
             config.setNetworkInterface(interface)
+        case .configureVsock(let vsock):
+            require(state == .notStarted, "vsock configured in state \(state)")
+            require(vsock.guestCID >= 3 && vsock.guestCID <= UInt64(UInt32.max) - 1 && !vsock.udsPath.isEmpty, "bad vsock accepted")
+            config.vsock = vsock
         case .updateNetworkInterface(let id, _, _):
             require(state != .notStarted, "network interface update accepted before start")
             require(request.path == "/network-interfaces/" + id, "iface_id \(id) accepted on \(target)")
