@@ -496,6 +496,7 @@ limit_checks() {
 # --- vsock (virtio-vsock, Firecracker's Unix-socket host side)
 # l1_socat: Debian's socat (from ci/suite/prepare's socat.tar) in L1, once.
 l1_socat() {
+    case ":$PATH:" in *:/usr/bin:*) ;; *) PATH=$PATH:/usr/bin ;; esac
     command -v socat > /dev/null || tar -C / -xf /extra/socat.tar || { echo "suite: unpacking socat.tar failed"; return 1; }
     socat -V | grep -q 'WITH_VSOCK 1'
 }
@@ -524,11 +525,15 @@ vsock_checks() {
     dd if=/dev/urandom of=/tmp/vm1 bs=1024 count=1024 2>/dev/null
     i=1
     while [ $i -le 16 ]; do dd if=/dev/urandom of=/tmp/vc$i bs=1024 count=64 2>/dev/null; i=$((i + 1)); done
-    host_ok= many=0
+    host_ok= many=0 many_bad=
     UNTIL_ACTION='host_ok=$(vsock_echo /tmp/vm1 /tmp/vm1.echo)
         echoes=; i=1; while [ $i -le 16 ]; do vsock_echo /tmp/vc$i /tmp/vc$i.echo > /dev/null & echoes="$echoes $!"; i=$((i + 1)); done
         wait $echoes
-        i=1; while [ $i -le 16 ]; do [ "$(md5_of /tmp/vc$i)" = "$(md5_of /tmp/vc$i.echo)" ] && many=$((many + 1)); i=$((i + 1)); done'
+        i=1; while [ $i -le 16 ]; do
+            if [ "$(md5_of /tmp/vc$i)" = "$(md5_of /tmp/vc$i.echo)" ]; then many=$((many + 1))
+            else many_bad="$many_bad #$i: $(head -n 1 /tmp/vc$i.echo.raw | head -c 20 | tr -cd "[:print:]"), $(wc -c < /tmp/vc$i.echo) bytes;"; fi
+            i=$((i + 1))
+        done'
     vm_until vsock "$vlimit" SWIFTLET-GUEST-WAITING TERM "$@" --memory 256 --vsock cid=3,socket=/tmp/vsock.sock \
         --cmdline "$vcmdline swiftlet.test=vsock"
     UNTIL_ACTION=
@@ -549,7 +554,7 @@ vsock_checks() {
     if [ "$many" = 16 ]; then
         pass "16 concurrent host-initiated vsock connections, 64 KiB each, all echoed intact"
     else
-        fail "16 concurrent vsock connections: $many of 16 echoed intact"
+        fail "16 concurrent vsock connections: $many of 16 echoed intact;$many_bad"
     fi
     rm -f /tmp/vm1* /tmp/vc*
     # bad input: one clear line, exit 2
