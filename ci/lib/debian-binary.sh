@@ -13,8 +13,11 @@ debian_binary_tree() {
     if [ ! -f "$root/.complete" ]; then
         rm -rf "$root" "$debs"
         mkdir -p "$root" "$debs"
+        # apt-cache names the host's own architecture's packages without a suffix.
+        local query=$package:$debarch filter=":$debarch\$"
+        if [ "$debarch" = "$(dpkg --print-architecture)" ]; then query=$package filter='^[a-z0-9][a-z0-9.+-]*$'; fi
         packages=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-            --no-replaces --no-enhances "$package:$debarch" 2>/dev/null | grep -v '^ ' | grep ":$debarch\$" | sort -u)
+            --no-replaces --no-enhances "$query" 2>/dev/null | grep -v '^ ' | grep "$filter" | sort -u)
         [ -n "$packages" ] || { echo "debian_binary_tree: no $package for $debarch (apt-get update? run ci/setup)" >&2; return 1; }
         (cd "$debs" && apt-get download -q $packages >/dev/null 2>&1) ||
             { echo "debian_binary_tree: apt-get download of $package:$debarch and its dependencies failed" >&2; return 1; }
