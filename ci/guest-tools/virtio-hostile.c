@@ -739,6 +739,8 @@ static void net_tx_short(struct tally *t, char *what, size_t cap) {
 
 static void net_tx_oversized(struct tally *t, char *what, size_t cap) {
     struct vq *q = &queues[TXQ];
+    // Chains of up to 64 pages: a full-size queue (same features).
+    if (q->size < QMAX && setup(negotiated, QMAX, Q_OK) != 0) fail("setup with the same features and a full-size queue refused");
     static const uint32_t sizes[] = {NET_HDR + 65550, NET_HDR + 65551, 70000, 100000, 262144};
     for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         uint32_t pages = (sizes[i] + PAGE - 1) / PAGE;
@@ -867,6 +869,8 @@ static const char *malformed_names[] = {
 };
 #define MALFORMED_CASES (int)(sizeof malformed_names / sizeof malformed_names[0])
 
+static char outcomes[64];
+
 static void malformed_case(int c, struct tally *t) {
     struct vq *q = &queues[TXQ], *rx = &queues[RXQ];
     unsigned p = buf_page(), ip = buf_page();
@@ -935,8 +939,8 @@ static void malformed_case(int c, struct tally *t) {
         // may drop a packet it cannot read). Then a fresh setup for the next case.
         int r = wait_returned(q, 3);
         if (r < 0) fail("malformed ring (%s): chain neither returned nor refused within 3 s, status 0x%x", malformed_names[c], status());
-        if (r == 0) t->reset++, needs_reset_total++;
-        else t->returned++, returned_total++;
+        if (r == 0) t->reset++, needs_reset_total++, outcomes[c] = 'R';
+        else t->returned++, returned_total++, outcomes[c] = 'r';
         return;
     }
     // Receive side: the device only looks at rx chains when something arrives; send
@@ -957,7 +961,7 @@ static void malformed_case(int c, struct tally *t) {
     if (c == 21) {
         // The device's used-ring writes land on the available ring it reads heads from.
         if (setup(negotiated, rx->size, Q_RX_OVERLAP) != 0) {
-            t->reset++, needs_reset_total++;
+            t->reset++, needs_reset_total++, outcomes[c] = 'R';
             return;
         }
         for (unsigned i = 0; i < rx->size && i < 8; i++) dset(rx, (uint16_t)i, pool_pa[buf_page()], PAGE, D_WRITE, 0);
@@ -988,6 +992,7 @@ static void malformed_case(int c, struct tally *t) {
             if (used_idx(rx) != rx_before) { outcome = 1; break; }
         }
     }
+    outcomes[c] = "-rR"[outcome];
     if (outcome == 2) t->reset++, needs_reset_total++;
     else if (outcome == 1) t->returned++, returned_total++;
     // Neither: nothing arrived, or the device holds the frame for better buffers; both are fine
@@ -996,12 +1001,16 @@ static void malformed_case(int c, struct tally *t) {
 }
 
 static void malformed(struct tally *t, char *what, size_t cap) {
+    memset(outcomes, 0, sizeof outcomes);
     for (int c = 0; c < MALFORMED_CASES; c++) {
+        outcomes[c] = '.';
         if (device_kind != DEV_NET && c == 21) continue;
         setup_random();
         malformed_case(c, t);
     }
-    snprintf(what, cap, "malformed rings: %d cases (lengths, addresses, loops, indices, indirect tables, rx)", MALFORMED_CASES);
+    // One letter per case, in malformed_names order: R reset asked, r chain returned (rx:
+    // buffers used), - rx: nothing arrived meanwhile, . skipped.
+    snprintf(what, cap, "malformed rings: %d cases (lengths, addresses, loops, indices, indirect tables, rx) %s", MALFORMED_CASES, outcomes);
 }
 
 // --- transport and handshake garbage (both devices)
