@@ -90,6 +90,8 @@
 #define D_WRITE 2
 #define D_INDIRECT 4
 
+#define RXQ 0
+#define TXQ 1
 #define NET_HDR 12
 #define VSOCK_HDR 44
 #define DEV_NET 1
@@ -407,6 +409,11 @@ static void setup_random(void) {
     }
 }
 
+// vsock garbage rounds: answers (RSTs) pile up on rx, and a device may hold tx until it
+// has room for them, so waits keep rx stocked.
+static int auto_refill;
+static void vsock_rx_refill(void);
+
 // Waits until every chain submitted on q has come back, or the device asks for a reset.
 // Returns 1 (all back), 0 (NEEDS_RESET), -1 (neither within secs).
 static int wait_returned(struct vq *q, double secs) {
@@ -416,6 +423,7 @@ static int wait_returned(struct vq *q, double secs) {
         double t = now();
         if (t >= next_status) {
             if (status() & S_NEEDS_RESET) return 0;
+            if (auto_refill && q->index == TXQ) vsock_rx_refill();
             next_status = t + 0.005;
         }
         if (t > end) return -1;
@@ -423,8 +431,6 @@ static int wait_returned(struct vq *q, double secs) {
 }
 
 // --- device-specific well-formed requests
-#define TXQ 1
-#define RXQ 0
 
 static void put16be(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
 static void put32be(uint8_t *p, uint32_t v) { put16be(p, (uint16_t)(v >> 16)); put16be(p + 2, (uint16_t)v); }
@@ -1253,7 +1259,9 @@ int main(int argc, char **argv) {
         char what[200] = "", note[120] = "";
         setup_random();
         uint64_t features = negotiated;
+        auto_refill = device_kind == DEV_VSOCK;
         kinds[(round_no - 1) % nkinds](&t, what, sizeof what);
+        auto_refill = 0;
         check_alive(note, sizeof note);
         printf("HOSTILE round %d: %s; features 0x%" PRIx64 ", sent %d, returned %d, needs-reset %d; check: %s; %.2f s ok\n", round_no, what,
                features, t.sent, t.returned, t.reset, note, now() - t0);
