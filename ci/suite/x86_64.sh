@@ -1,6 +1,7 @@
 # The nested x86_64 suite: runs in the emulated x86_64 L1 (real kvm-amd with nested SVM)
 # with the x86_64 edge binary. Files from ci/suite/prepare are in /extra.
 . /extra/lib.sh
+. /extra/lib-hostile.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyS0 reboot=k panic=-1 i8042.noaux quiet"
 KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
@@ -68,5 +69,9 @@ net_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 limit_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 # --- virtio-vsock (lib.sh's vsock_checks): echoes both ways and 16 connections at once
 vsock_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
+# --- hostile guests (lib-hostile.sh): garbage on virtio-net's queues from a user-space driver;
+# the VMM survives and the kernel's driver works afterwards
+hostile_net_checks 300 "$CMDLINE" "$POWER_OFF" $KERNEL
+hostile_vsock_checks 300 "$CMDLINE" "$POWER_OFF" $KERNEL
 
 finish
