@@ -94,3 +94,25 @@ public struct DescriptorChain {
         return done == count
     }
 }
+
+extension IOVectors {
+    /// Adds vectors for bytes [offset, offset + count) of `segments` (a chain's readable or
+    /// writable part) as they lie in guest memory, cut at both ends, for one readv/writev
+    /// straight into or out of the guest's buffers. Returns the bytes added: fewer than
+    /// `count` when the segments end first, one is not in guest RAM, or the vectors fill.
+    @discardableResult
+    public func append(_ segments: [DescriptorSegment], from offset: UInt64, count: Int, memory: GuestMemory) -> Int {
+        var skip = offset
+        var room = count
+        for segment in segments where room > 0 {
+            let length = UInt64(segment.length)
+            if skip >= length { skip -= length; continue }
+            let n = Int(min(length - skip, UInt64(room)))
+            guard let pointer = memory.pointerIfValid(at: segment.address &+ skip, length: UInt64(n)),
+                  append(pointer, length: n) else { break }
+            room -= n
+            skip = 0
+        }
+        return count - room
+    }
+}

@@ -343,17 +343,7 @@ public final class VsockDevice: VirtioDevice {
         var left = Int(count)
         if slots[index].pendingOut?.isEmpty ?? true {
             vectors.removeAll()
-            var skip = UInt64(VsockHeader.size)
-            var room = left
-            for segment in chain.readable where room > 0 {
-                let length = UInt64(segment.length)
-                if skip >= length { skip -= length; continue }
-                let n = Int(min(length - skip, UInt64(room)))
-                guard let pointer = memory.pointerIfValid(at: segment.address &+ skip, length: UInt64(n)),
-                      vectors.append(pointer, length: n) else { break }
-                room -= n
-                skip = 0
-            }
+            vectors.append(chain.readable, from: UInt64(VsockHeader.size), count: left, memory: memory)
             let written = sendVectors(slots[index].fd, vectors.current, vectors.currentCount)
             if written < 0 {
                 slots[index].connection!.reset()
@@ -508,17 +498,7 @@ public final class VsockDevice: VirtioDevice {
         let limit = Int(min(UInt64(slots[index].connection!.peerFree), UInt64(VirtioVsock.maxPayload),
                             writable - UInt64(VsockHeader.size)))
         vectors.removeAll()
-        var skip = UInt64(VsockHeader.size)
-        var room = limit
-        for segment in chain.writable where room > 0 {
-            let length = UInt64(segment.length)
-            if skip >= length { skip -= length; continue }
-            let n = Int(min(length - skip, UInt64(room)))
-            guard let pointer = memory.pointerIfValid(at: segment.address &+ skip, length: UInt64(n)),
-                  vectors.append(pointer, length: n) else { break }
-            room -= n
-            skip = 0
-        }
+        vectors.append(chain.writable, from: UInt64(VsockHeader.size), count: limit, memory: memory)
         var n: Int
         repeat { n = readv(slots[index].fd, vectors.current, vectors.currentCount) } while n < 0 && sl_errno() == EINTR
         if n <= 0 {
