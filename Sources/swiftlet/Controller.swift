@@ -129,13 +129,13 @@ final class Controller {
             guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
                 throw .badRequest("no drive \"\(id)\" in this VM")
             }
+            // A media change that is refused at once leaves the limits as they were.
+            if let path { try changeMedia(id, path, ticket) }
             if let limiter {
                 do { try vm.devices.updateDiskLimits(of: id, limiter) } catch { throw .badRequest("\(error)") }
                 config.disks[index].rateLimiter = (config.disks[index].rateLimiter ?? RateLimiterConfig()).patched(with: limiter)
             }
-            guard let path else { return .now(.noContent()) }
-            try changeMedia(id, path, ticket)
-            return .later
+            return path == nil ? .now(.noContent()) : .later
         case .updateNetworkInterface(let id, let rx, let tx):
             guard let vm, let index = config.networkInterfaces.firstIndex(where: { $0.id == id }) else {
                 throw .badRequest("no network interface \"\(id)\" in this VM")

@@ -207,6 +207,22 @@ final class VsockDeviceTests: XCTestCase {
         XCTAssertThrowsError(try VsockDevice(guestCID: 0xFFFF_FFFF, udsPath: directory + "/other.sock"))
     }
 
+    func testTheEventQueueIsHeldNotRescheduled() throws {
+        // Linux posts event buffers at probe; the device never uses them. Answering `.done`
+        // would make the transport find them available and reschedule the queue for ever.
+        let device = try VsockDevice(guestCID: 3, udsPath: uds)
+        let driver = try QueueDriver()
+        for head in 0..<8 {
+            let buffer = try driver.buffer(8)
+            try driver.descriptor(head, address: buffer, length: 8, flags: VIRTQ_DESC_F_WRITE)
+            try driver.makeAvailable(UInt16(head))
+        }
+        var queue = try driver.queue(eventIndex: true)
+        XCTAssertEqual(try device.process(queue: 2, &queue, memory: driver.memory), .waitingOnHost)
+        XCTAssertEqual(queue.nextAvailable, 0, "the buffers stay with the device, untouched")
+        XCTAssertEqual(driver.usedIndex, 0)
+    }
+
     func testDeinitUnlinksTheSocket() throws {
         var device: VsockDevice? = try VsockDevice(guestCID: 3, udsPath: uds)
         XCTAssertNotNil(device)

@@ -219,7 +219,9 @@ public final class NetDevice: VirtioDevice {
                     if error != EAGAIN { hostErrorsCounter.wrappingAdd(1, ordering: .relaxed) }
                     return .waitingOnHost
                 }
-                guard n >= VirtioNet.headerLength + VirtioNet.ethernetHeaderLength else {
+                // A tap may report a frame longer than the buffer it truncated it into
+                // (tun_put_user counts what it would have written): such a frame is cut, drop it.
+                guard n >= VirtioNet.headerLength + VirtioNet.ethernetHeaderLength, n <= NetDevice.frameCapacity else {
                     // Nothing a guest could use (an empty read from a tap going away, say).
                     rxDroppedCounter.wrappingAdd(1, ordering: .relaxed)
                     if n == 0 { return .waitingOnHost }
@@ -263,6 +265,12 @@ public final class NetDevice: VirtioDevice {
         var copied = 0
         var numBuffersAt: UnsafeMutableRawPointer?
         while copied < pendingLength {
+            // However the driver plays its ring (unusable chains, an index it keeps moving),
+            // one frame takes at most a queue's worth of chains.
+            guard filled.count < Int(queue.size) else {
+                queue.undoPop(filled.count)
+                return drop()
+            }
             guard try queue.pop(into: &chain) else {
                 queue.undoPop(filled.count)
                 if filled.count >= Int(queue.size) { return drop() }

@@ -6,19 +6,24 @@ import Synchronization
 /// unlimited, so that limits can be set at runtime (PATCH) on any device: the timer is one
 /// of the device's host events, registered before the I/O thread starts.
 ///
-/// `admit` runs on the I/O thread, `update` on the API's; the lock is only ever contended
-/// by a runtime change.
+/// `admit` runs on the I/O thread, `update` on the API's. An unlimited queue (the default)
+/// costs one atomic load per request; a limited one takes the lock, which only a runtime
+/// change contends.
 public final class QueueLimiter {
     public let queue: Int
     private let timer: TimerFD
     private let lock = Lock()
     private var limiter: RateLimiter
+    /// Whether `limiter` has a bucket: written under the lock, read without it.
+    private let isLimited: Atomic<Bool>
     private let throttledCounter = Atomic<UInt64>(0)
 
     public init(_ config: RateLimiterConfig?, queue: Int) throws(SwiftletError) {
         self.queue = queue
         timer = try TimerFD()
-        limiter = RateLimiter(config ?? RateLimiterConfig(), now: monotonicNanoseconds())
+        let limiter = RateLimiter(config ?? RateLimiterConfig(), now: monotonicNanoseconds())
+        self.limiter = limiter
+        isLimited = Atomic(!limiter.isUnlimited)
     }
 
     /// The timer, which brings the queue back once a wait is over.
@@ -33,19 +38,24 @@ public final class QueueLimiter {
     /// Takes one request of `bytes` from the buckets. False (nothing taken) means wait: the
     /// timer is armed for when the buckets will allow it, and the queue must stop until then.
     public func admit(bytes: UInt64) -> Bool {
-        let decision: RateLimiterDecision = lock.withLock {
-            limiter.isUnlimited ? .allowed : limiter.consume(bytes: bytes, now: monotonicNanoseconds())
+        guard isLimited.load(ordering: .acquiring) else { return true }
+        let allowed: Bool = lock.withLock {
+            guard case .blocked(let wait) = limiter.consume(bytes: bytes, now: monotonicNanoseconds()) else { return true }
+            // Armed under the lock: an update's wake-up cannot be overwritten by this wait.
+            timer.arm(afterNanoseconds: wait)
+            return false
         }
-        guard case .blocked(let wait) = decision else { return true }
-        throttledCounter.wrappingAdd(1, ordering: .relaxed)
-        timer.arm(afterNanoseconds: wait)
-        return false
+        if !allowed { throttledCounter.wrappingAdd(1, ordering: .relaxed) }
+        return allowed
     }
 
     /// New limits (Firecracker's PATCH semantics: buckets the patch names are replaced, the
     /// others kept). A queue waiting on the old limits is woken to try the new ones.
     public func update(_ patch: RateLimiterConfig) {
-        lock.withLock { limiter.update(limiter.config.patched(with: patch), now: monotonicNanoseconds()) }
-        timer.arm(afterNanoseconds: 1)
+        lock.withLock {
+            limiter.update(limiter.config.patched(with: patch), now: monotonicNanoseconds())
+            isLimited.store(!limiter.isUnlimited, ordering: .releasing)
+            timer.arm(afterNanoseconds: 1)
+        }
     }
 }

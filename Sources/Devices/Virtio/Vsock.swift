@@ -260,7 +260,9 @@ public final class VsockDevice: VirtioDevice {
         switch index {
         case VirtioVsock.receiveQueue: return try receive(&queue, memory)
         case VirtioVsock.transmitQueue: return try transmit(&queue, memory)
-        default: return .done   // the event queue's buffers are only held
+        // The event queue's buffers are only held: never popped, so `.done` would find them
+        // still available and reschedule the queue for ever.
+        default: return .waitingOnHost
         }
     }
 
@@ -579,8 +581,13 @@ public final class VsockDevice: VirtioDevice {
                 if error != EAGAIN && error != EWOULDBLOCK { hostErrorsCounter.wrappingAdd(1, ordering: .relaxed) }
                 return
             }
-            guard let index = freeSlots.last, occupy(index, fd: fd, kind: .awaitingConnect) else {
+            guard let index = freeSlots.last else {
                 close(fd)
+                connectionsRefusedCounter.wrappingAdd(1, ordering: .relaxed)
+                continue
+            }
+            // occupy closes the descriptor itself when epoll refuses it.
+            guard occupy(index, fd: fd, kind: .awaitingConnect) else {
                 connectionsRefusedCounter.wrappingAdd(1, ordering: .relaxed)
                 continue
             }
