@@ -40,6 +40,11 @@ public struct RateLimiterConfig: Equatable {
     public func patched(with patch: RateLimiterConfig) -> RateLimiterConfig {
         RateLimiterConfig(bandwidth: patch.bandwidth ?? bandwidth, ops: patch.ops ?? ops)
     }
+
+    /// `current` (nil: no limits yet) with `patch` applied, as a PATCH records it.
+    public static func patched(_ current: RateLimiterConfig?, with patch: RateLimiterConfig) -> RateLimiterConfig {
+        (current ?? RateLimiterConfig()).patched(with: patch)
+    }
 }
 
 /// A token bucket with Firecracker's semantics.

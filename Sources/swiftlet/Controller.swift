@@ -133,7 +133,7 @@ final class Controller {
             if let path { try changeMedia(id, path, ticket) }
             if let limiter {
                 do { try vm.devices.updateDiskLimits(of: id, limiter) } catch { throw .badRequest("\(error)") }
-                config.disks[index].rateLimiter = (config.disks[index].rateLimiter ?? RateLimiterConfig()).patched(with: limiter)
+                config.disks[index].rateLimiter = RateLimiterConfig.patched(config.disks[index].rateLimiter, with: limiter)
             }
             return path == nil ? .now(.noContent()) : .later
         case .updateNetworkInterface(let id, let rx, let tx):
@@ -141,8 +141,8 @@ final class Controller {
                 throw .badRequest("no network interface \"\(id)\" in this VM")
             }
             do { try vm.devices.updateNetworkLimits(of: id, rx: rx, tx: tx) } catch { throw .badRequest("\(error)") }
-            if let rx { config.networkInterfaces[index].rxRateLimiter = (config.networkInterfaces[index].rxRateLimiter ?? RateLimiterConfig()).patched(with: rx) }
-            if let tx { config.networkInterfaces[index].txRateLimiter = (config.networkInterfaces[index].txRateLimiter ?? RateLimiterConfig()).patched(with: tx) }
+            if let rx { config.networkInterfaces[index].rxRateLimiter = RateLimiterConfig.patched(config.networkInterfaces[index].rxRateLimiter, with: rx) }
+            if let tx { config.networkInterfaces[index].txRateLimiter = RateLimiterConfig.patched(config.networkInterfaces[index].txRateLimiter, with: tx) }
             return .now(.noContent())
         case .configureNetworkInterface(let interface):
             try refuseWhileStarting()

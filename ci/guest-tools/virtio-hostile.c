@@ -634,6 +634,22 @@ static void need(struct vq *q, unsigned n, struct tally *t) {
     q->dused += n;
 }
 
+// Sends the first `pieces` bytes of page p as a chain of 1-byte descriptors (a header or a
+// frame split as finely as a driver can), waits for it, and names the case `what`.
+static void submit_bytewise(struct vq *q, struct tally *t, unsigned p, uint32_t pieces, const char *what) {
+    need(q, pieces + 1, t);
+    uint16_t head = dalloc(q), d = head;
+    for (uint32_t i = 0; i < pieces; i++) {
+        uint16_t next = dalloc(q);
+        dset(q, d, pool_pa[p] + i, 1, i + 1 < pieces ? D_NEXT : 0, next);
+        d = next;
+    }
+    submit(q, head);
+    t->sent++;
+    kick(q);
+    settle(q, t, 5, 1, what);
+}
+
 // --- net garbage
 
 // A frame (header + body) of total bytes in pages: a chain of page-sized descriptors.
@@ -716,18 +732,7 @@ static void net_tx_short(struct tally *t, char *what, size_t cap) {
     uint32_t len = net_arp(src);
     unsigned p = buf_page();
     memcpy(page_va(p), src, len);
-    uint32_t pieces = q->size < 80 ? q->size - 1u : 80;
-    need(q, pieces + 1, t);
-    uint16_t head = dalloc(q), d = head;
-    for (uint32_t i = 0; i < pieces; i++) {
-        uint16_t next = dalloc(q);
-        dset(q, d, pool_pa[p] + i, 1, i + 1 < pieces ? D_NEXT : 0, next);
-        d = next;
-    }
-    submit(q, head);
-    t->sent++;
-    kick(q);
-    settle(q, t, 5, 1, "a frame in 1-byte descriptors");
+    submit_bytewise(q, t, p, q->size < 80 ? q->size - 1u : 80, "a frame in 1-byte descriptors");
     need(q, 4, t);
     uint16_t a = dalloc(q), b = dalloc(q), c = dalloc(q), z = dalloc(q);
     if (q->size >= 4) {
@@ -1142,18 +1147,7 @@ static void vsock_lengths(struct tally *t, char *what, size_t cap) {
     // A header split over 1-byte descriptors, then one of 20 + 24 with payload in a third.
     unsigned p = buf_page();
     vsock_hdr(page_va(p), guest_cid, 2, 9100, VSOCK_CLOSED_PORT, 8, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, 0, 65536, 0);
-    uint32_t pieces = q->size - 1u < VSOCK_HDR ? q->size - 1u : VSOCK_HDR;
-    need(q, pieces + 1, t);
-    uint16_t head = dalloc(q), d = head;
-    for (uint32_t i = 0; i < pieces; i++) {
-        uint16_t next = dalloc(q);
-        dset(q, d, pool_pa[p] + i, 1, i + 1 < pieces ? D_NEXT : 0, next);
-        d = next;
-    }
-    submit(q, head);
-    t->sent++;
-    kick(q);
-    settle(q, t, 5, 1, "a header in 1-byte descriptors");
+    submit_bytewise(q, t, p, q->size - 1u < VSOCK_HDR ? q->size - 1u : VSOCK_HDR, "a header in 1-byte descriptors");
     if (q->size >= 4) {
         need(q, 3, t);
         uint16_t a = dalloc(q), b = dalloc(q), c = dalloc(q);
