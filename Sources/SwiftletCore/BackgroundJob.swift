@@ -22,6 +22,18 @@ public final class BackgroundJob<Value>: PollSource {
         }
     }
 
+    /// The process is ending: waits up to `milliseconds` for the work to end and drops its
+    /// result unseen, so that what it built (a VM with its vsock socket and disk locks) is
+    /// released by its deinit. False if the work did not end in time.
+    public func abandon(withinMilliseconds milliseconds: Int) -> Bool {
+        completion = nil
+        guard let running = thread else { return true }
+        guard running.join(withinMilliseconds: milliseconds) else { return false }
+        thread = nil
+        lock.withLock { outcome = nil }
+        return true
+    }
+
     // MARK: PollSource
 
     public func pollDescriptors() -> [pollfd] {

@@ -4,7 +4,9 @@ public enum RunOptions {
     Usage: swiftlet run --kernel PATH [OPTIONS]
 
     Boot a Linux kernel (or a raw binary) in a new KVM virtual machine. The guest console is
-    this terminal; the guest powering off or rebooting ends swiftlet with status 0.
+    this terminal; the guest powering off ends swiftlet with status 0. A guest reboot
+    (or reset) boots the same configuration again in this process: fresh vCPUs, guest RAM,
+    kernel, initrd, device tree and devices.
 
     Options:
       --kernel PATH        kernel to boot: arm64 Image or raw binary (arm64), bzImage or raw
@@ -34,6 +36,7 @@ public enum RunOptions {
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
                            --kernel, wait to be configured through it
+      --no-reboot          a guest reboot ends swiftlet with status 0 instead
       --pmu                arm64: give the guest a PMUv3 (needs KVM_CAP_ARM_PMU_V3)
       --sve                arm64: give the guest SVE (needs KVM_CAP_ARM_SVE)
       --pauth              arm64: give the guest pointer authentication
@@ -86,6 +89,7 @@ public enum RunOptions {
             case "--rng":
                 config.entropy = true
                 if let inlineValue { config.entropyRateLimiter = try parseLimits(inlineValue, flag: "--rng") }
+            case "--no-reboot": config.rebootOnReset = false
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true

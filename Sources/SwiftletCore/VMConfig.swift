@@ -7,6 +7,10 @@ public struct VMConfig: Equatable {
     public var memoryMiB: UInt64 = 256
     public var dumpDTBPath: String?
     public var apiSocketPath: String?
+    /// What a guest's reset (PSCI SYSTEM_RESET, the i8042's reset line, a triple fault)
+    /// does: boot the same configuration afresh in this process (a server's reset button),
+    /// or end the VMM with status 0 (`--no-reboot`, what test suites and CI want).
+    public var rebootOnReset = true
     /// arm64 vCPU features to enable (each only where KVM reports it).
     public var pmu = false
     public var sve = false

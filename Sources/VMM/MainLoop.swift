@@ -23,6 +23,8 @@ public final class MainLoop {
     private let filterEscapes = Terminal.stdinIsTerminal
     /// Set when the loop must end without a VM (a signal before boot).
     private var exitWithoutVM: VMExit?
+    /// The first stop asked for on this side while a VM ran (it may lose the race to the guest's own end).
+    private var hostStop: VMExit?
     // Input read from stdin that the UART had no room for yet.
     private var pending = [UInt8](repeating: 0, count: 256)
     private var pendingStart = 0
@@ -106,12 +108,31 @@ public final class MainLoop {
         }
         guard let vm else { return exitWithoutVM ?? .stopped }
         vm.joinThreads()
-        return vm.control.exit ?? .stopped
+        let exit = vm.control.exit ?? .stopped
+        // A stop the host asked for (a signal, the console's quit) wins over a guest reset
+        // that got in first: after SIGINT the VMM must end, not boot the guest again.
+        if case .reset = exit, let hostStop { return hostStop }
+        return exit
+    }
+
+    /// Lets go of the VM `run` has just returned from (its threads are joined), so that a
+    /// new one can be started in this loop: a guest reboot. A power-button press in
+    /// progress is forgotten; the grace period after SIGTERM still runs.
+    public func detachVM() {
+        vm = nil
+        stdinOpen = false
+        releaseKeyAt = nil
+        hostStop = nil
     }
 
     /// Ends the loop: stops the VM, or (before there is one) ends the wait for it.
     public func requestStop(_ exit: VMExit) {
-        if let vm { vm.requestStop(exit) } else if exitWithoutVM == nil { exitWithoutVM = exit }
+        if let vm {
+            vm.requestStop(exit)
+            if hostStop == nil { hostStop = exit }
+        } else if exitWithoutVM == nil {
+            exitWithoutVM = exit
+        }
     }
 
     public func add(_ source: any PollSource) { sources.append(source) }

@@ -35,9 +35,12 @@ final class Controller {
         self.id = id
     }
 
+    /// Set by the first start: a VM being rebuilt for a guest reboot is still "Running".
+    private var started = false
+
     var state: InstanceState {
-        guard let vm else { return .notStarted }
-        return vm.isPaused ? .paused : .running
+        guard started else { return .notStarted }
+        return vm?.isPaused == true ? .paused : .running
     }
 
     /// Builds the VM in the background and starts it when built. Without a ticket (the
@@ -69,6 +72,7 @@ final class Controller {
         case .success(let built):
             do {
                 vm = built
+                started = true
                 try loop.start(built)
             } catch {
                 failure = error
@@ -82,6 +86,30 @@ final class Controller {
         } else if let failure {
             loop.requestStop(.notStarted(failure))
         }
+    }
+
+    /// After the guest reset itself (`loop.run` returned): the same configuration, with the
+    /// API's changes, is built afresh and started, as a server's reset would. The old VM is
+    /// let go first: its disks' locks, taps, vsock socket and guest RAM go with it.
+    func reboot() throws(SwiftletError) {
+        loop.detachVM()
+        vm = nil
+        try start()
+    }
+
+    /// The VMM is exiting: a build or media change still under way (a signal came first) is
+    /// waited for, bounded, and its result dropped, so nothing it made outlives the process.
+    func abandonJobs() {
+        if let job = building {
+            loop.remove(job)
+            if !job.abandon(withinMilliseconds: 5000) { printError("swiftlet: the VM being built did not finish within 5 s; exiting without it") }
+        }
+        building = nil
+        if let job = mediaChange {
+            loop.remove(job)
+            _ = job.abandon(withinMilliseconds: 5000)
+        }
+        mediaChange = nil
     }
 
     /// Writes out the guest's last console output; says how much was lost, if any.

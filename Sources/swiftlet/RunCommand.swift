@@ -46,8 +46,21 @@ enum RunCommand {
             controller.server = api   // the socket lives until the VM ends
         }
         if config.kernelPath != nil { try controller.start() }
-        let exit = loop.run()
+        var exit = loop.run()
+        var boots = 1
+        while case .reset = exit, controller.config.rebootOnReset {
+            boots += 1
+            printError("swiftlet: \(exit); rebooting (boot \(boots))")
+            do {
+                try controller.reboot()
+            } catch {
+                exit = .failure("cannot reboot: \(error)")
+                break
+            }
+            exit = loop.run()
+        }
         controller.server?.shutDown()
+        controller.abandonJobs()
         controller.finishConsole()
         // Always one line, also for the normal ends: power-off, reset and a reset from a
         // guest panic all exit 0, and the line is how a person or a test tells them apart.

@@ -30,7 +30,7 @@ final class ControlAPITests: XCTestCase {
             _ = FileManager.default.createFile(atPath: output.path, contents: nil)
             _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: TestSupport.swiftletBinary)
-            process.arguments = ["run", "--api-socket", socket] + extraArguments
+            process.arguments = ["run", "--no-reboot", "--api-socket", socket] + extraArguments
             process.standardOutput = try FileHandle(forWritingTo: output)
             process.standardError = try FileHandle(forWritingTo: errors)
             process.standardInput = FileHandle.nullDevice
@@ -126,7 +126,7 @@ final class ControlAPITests: XCTestCase {
         XCTAssertTrue(waitForGrowth(vmm, beyond: 0, seconds: 10), "guest output after start")
 
         // The running VM holds its writable image: another VMM cannot open it for writing.
-        let second = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
+        let second = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", kernel, "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
         XCTAssertEqual(second.status, 2)
         XCTAssertTrue(second.stderr.contains("is in use by another VM (locked)"), second.stderr)
 
@@ -136,9 +136,9 @@ final class ControlAPITests: XCTestCase {
         XCTAssertEqual(truncate(other, 2 << 20), 0)
         XCTAssertEqual(try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(other)"}"#).status, 204)
         // The old image is free again; the new one is held.
-        let freed = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", try TestSupport.guestImage("hello-x86_64"), "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
+        let freed = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", try TestSupport.guestImage("hello-x86_64"), "--memory", "32", "--disk", "path=\(root)"], timeout: 20)
         XCTAssertEqual(freed.status, 0, "root.img was released by the media change: \(freed.stderr)")
-        let held = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(other)"], timeout: 20)
+        let held = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", kernel, "--memory", "32", "--disk", "path=\(other)"], timeout: 20)
         XCTAssertEqual(held.status, 2, held.stderr)
 
         let missing = try curl(vmm.socket, "PATCH", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/no/such.img"}"#)
@@ -166,7 +166,7 @@ final class ControlAPITests: XCTestCase {
         let start = try curl(vmm.socket, "PUT", "/actions", #"{"action_type": "InstanceStart"}"#)
         XCTAssertEqual(start.status, 400)
         XCTAssertTrue(start.body.contains("is a directory") || start.body.contains("Is a directory"), start.body)
-        let other = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", kernel, "--memory", "32", "--disk", "path=\(good)"], timeout: 20)
+        let other = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", kernel, "--memory", "32", "--disk", "path=\(good)"], timeout: 20)
         XCTAssertEqual(other.status, 0, "the first disk was released after the failed start: \(other.stderr)")
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/bad", #"{"drive_id": "bad", "path_on_host": "\#(good)", "is_root_device": false, "is_read_only": true}"#).status, 204)
         XCTAssertEqual(try curl(vmm.socket, "PUT", "/drives/good", #"{"drive_id": "good", "path_on_host": "\#(good)", "is_root_device": false, "is_read_only": true}"#).status, 204)

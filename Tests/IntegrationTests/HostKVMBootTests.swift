@@ -32,7 +32,7 @@ final class HostKVMBootTests: XCTestCase {
     func testSwiftletBinaryBootsTinyGuestAndExitsZero() throws {
         let image = try TestSupport.guestImage("hello-x86_64")
         for cpus in ["1", "2"] {
-            let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32", "--cpus", cpus])
+            let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", image, "--memory", "32", "--cpus", cpus])
             XCTAssertEqual(result.status, 0, result.stderr)
             XCTAssertEqual(result.stdout, "Hello from a Swiftlet x86_64 guest\n")
             XCTAssertEqual(result.stderr, TestSupport.i8042ResetEnd)
@@ -43,7 +43,7 @@ final class HostKVMBootTests: XCTestCase {
     /// which swiftlet names apart from a reset.
     func testACPISoftOffEndsTheRunAsAPowerOff() throws {
         let image = try TestSupport.guestImage("acpi-off-x86_64")
-        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"])
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", image, "--memory", "32"])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(result.stdout, "ACPI soft-off from a Swiftlet x86_64 guest\n")
         XCTAssertEqual(result.stderr, "swiftlet: guest powered off (ACPI S5)\n")
@@ -52,7 +52,7 @@ final class HostKVMBootTests: XCTestCase {
     func testWildGuestDoesNotCrashOrHangTheVMM() throws {
         // Garbage written to every I/O port and MMIO outside RAM, then a clean reset.
         let image = try TestSupport.guestImage("wild-x86_64")
-        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"], timeout: 120)
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", image, "--memory", "32"], timeout: 120)
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.hasSuffix("\nwild guest survived\n"), String(result.stdout.suffix(80)))
         XCTAssertEqual(result.stderr, TestSupport.i8042ResetEnd)
@@ -86,7 +86,7 @@ final class HostKVMBootTests: XCTestCase {
         let path = NSTemporaryDirectory() + "swiftlet-big-\(getpid()).bin"
         _ = FileManager.default.createFile(atPath: path, contents: Data(count: 3 << 20))
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", path, "--memory", "2"])
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", path, "--memory", "2"])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("does not fit in guest memory"), result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result.stderr)")
@@ -125,7 +125,7 @@ final class KVMAvailabilityTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: copy)
         try FileManager.default.copyItem(atPath: TestSupport.swiftletBinary, toPath: copy)
         defer { try? FileManager.default.removeItem(atPath: copy) }
-        let result = try TestSupport.run("/usr/sbin/runuser", ["-u", "nobody", "--", copy, "run", "--kernel", image])
+        let result = try TestSupport.run("/usr/sbin/runuser", ["-u", "nobody", "--", copy, "run", "--no-reboot", "--kernel", image])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.hasPrefix("swiftlet: cannot open /dev/kvm: Permission denied"), result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)

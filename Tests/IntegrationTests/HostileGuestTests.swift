@@ -8,7 +8,7 @@ final class HostileGuestTests: XCTestCase {
 
     func testHostileGuestDoesNotCrashOrHangTheVMM() throws {
         let image = try TestSupport.guestImage("hostile-x86_64")
-        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--kernel", image, "--memory", "32"], timeout: 120)
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--kernel", image, "--memory", "32"], timeout: 120)
         XCTAssertEqual(result.status, 0, String(result.stderr.prefix(2000)))
         XCTAssertTrue(result.stdout.hasSuffix("\nhostile guest survived\n"), String(result.stdout.suffix(80)))
         XCTAssertEqual(result.stderr, TestSupport.i8042ResetEnd)

@@ -69,7 +69,7 @@ final class HostileInputTests: XCTestCase {
         try handle.truncate(atOffset: 6 << 30)          // 6 GiB, no blocks
         try handle.close()
         let result = try TestSupport.runMeasuringPeakRSS(TestSupport.swiftletBinary,
-                                                         ["run", "--kernel", kernel, "--initrd", initrd, "--memory", "16"])
+                                                         ["run", "--no-reboot", "--kernel", kernel, "--initrd", initrd, "--memory", "16"])
         XCTAssertEqual(result.status, 2, result.stderr)
         XCTAssertTrue(result.stderr.contains("too small for the kernel") && result.stderr.contains("initrd (6144 MiB)"), result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)

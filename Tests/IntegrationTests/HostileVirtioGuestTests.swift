@@ -14,7 +14,7 @@ final class HostileVirtioGuestTests: XCTestCase {
     func testHostileVirtioGuestAgainstTheEntropyDevice() throws {
         let image = try TestSupport.guestImage("hostile-virtio-x86_64")
         let result = try TestSupport.run(TestSupport.swiftletBinary,
-                                         ["run", "--kernel", image, "--memory", "64", "--rng"], timeout: 120)
+                                         ["run", "--no-reboot", "--kernel", image, "--memory", "64", "--rng"], timeout: 120)
         check(result, rngAt: "0xd0000000")
     }
 
@@ -26,7 +26,7 @@ final class HostileVirtioGuestTests: XCTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20)))
         defer { try? FileManager.default.removeItem(atPath: disk) }
         let result = try TestSupport.run(TestSupport.swiftletBinary,
-                                         ["run", "--kernel", image, "--memory", "64", "--disk", "path=\(disk)", "--rng"],
+                                         ["run", "--no-reboot", "--kernel", image, "--memory", "64", "--disk", "path=\(disk)", "--rng"],
                                          timeout: 120)
         check(result, rngAt: "0xd0001000")
         let contents = try Data(contentsOf: URL(fileURLWithPath: disk))

@@ -19,7 +19,7 @@ final class ManyVMsTests: XCTestCase {
             _ = FileManager.default.createFile(atPath: err.path, contents: nil)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: TestSupport.swiftletBinary)
-            process.arguments = ["run", "--kernel", image, "--memory", "16"]
+            process.arguments = ["run", "--no-reboot", "--kernel", image, "--memory", "16"]
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = try FileHandle(forWritingTo: out)
             process.standardError = try FileHandle(forWritingTo: err)

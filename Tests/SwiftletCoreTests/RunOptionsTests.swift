@@ -25,6 +25,8 @@ final class RunOptionsTests: XCTestCase {
 
     func testDefaults() throws {
         let config = try parseRun(["--kernel", "/k"])
+        XCTAssertTrue(config.rebootOnReset, "a guest reboot boots again by default")
+        XCTAssertFalse(try parseRun(["--kernel", "/k", "--no-reboot"]).rebootOnReset)
         XCTAssertEqual(config.cpus, 1)
         XCTAssertEqual(config.memoryMiB, 256)
         XCTAssertNil(config.initrdPath)
