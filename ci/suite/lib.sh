@@ -566,6 +566,33 @@ vsock_checks() {
     rm -f /tmp/vsock-exists.sock
 }
 
+# reboot_checks TIMEOUT CMDLINE POWER_OFF RESET KERNEL-ARGS...: a Linux guest that counts
+# its boots on a disk (initramfs mode reboot) reboots three times and powers off after the
+# fourth boot: swiftlet boots it again in the same process each time and exits 0 at the
+# power-off, one stderr line per reboot; with --no-reboot the first reboot ends swiftlet
+# (status 0, the one line RESET).
+reboot_checks() {
+    rlimit=$1 rcmdline=$2 rpoweroff=$3 rreset=$4
+    shift 4
+    head -c 4096 /dev/zero > /tmp/boots.img
+    vm reboots $((rlimit * 4)) "$@" --memory 256 --disk path=/tmp/boots.img --cmdline "$rcmdline swiftlet.test=reboot swiftlet.boots=4"
+    counts=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-BOOT count=\([0-9]*\).*/\1/p' | tr '\n' ' ')
+    wanted_err=$(printf 'swiftlet: %s; rebooting (boot 2)\nswiftlet: %s; rebooting (boot 3)\nswiftlet: %s; rebooting (boot 4)\nswiftlet: %s' "$rreset" "$rreset" "$rreset" "$rpoweroff")
+    if [ "$rc" = 0 ] && [ "$counts" = "1 2 3 4 " ] && [ "$(cat "$err")" = "$wanted_err" ] && [ "$(head -c 8 /tmp/boots.img)" = 00000004 ]; then
+        pass "a guest that reboots three times: swiftlet boots it again in the same process each time (boots counted on its disk: $counts) and exits 0 at its power-off after the fourth ($took s)"
+    else
+        fail "reboot three times, then power off: exit $rc, boots seen '$counts', disk says '$(head -c 8 /tmp/boots.img)'"; show
+    fi
+    head -c 4096 /dev/zero > /tmp/boots.img
+    vm no-reboot "$rlimit" "$@" --memory 256 --no-reboot --disk path=/tmp/boots.img --cmdline "$rcmdline swiftlet.test=reboot swiftlet.boots=4"
+    counts=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-BOOT count=\([0-9]*\).*/\1/p' | tr '\n' ' ')
+    if [ "$counts" = "1 " ]; then
+        expect_ok "--no-reboot: the guest's first reboot ends swiftlet with status 0" "SWIFTLET-BOOT count=1" "$rreset"
+    else
+        fail "--no-reboot: boots seen '$counts', wanted just the first"; show
+    fi
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

@@ -11,16 +11,16 @@ KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
 POWER_OFF="guest powered off (ACPI S5)"
 RESET="guest reset (i8042 reset line)"
 
-# --- tiny guest: 16550 output through I/O exits, i8042 reset
-vm tiny 30 --kernel /extra/hello-x86_64.bin --memory 64
+# --- tiny guest: 16550 output through I/O exits, i8042 reset (--no-reboot: the reset ends swiftlet)
+vm tiny 30 --no-reboot --kernel /extra/hello-x86_64.bin --memory 64
 expect_ok "tiny guest prints on COM1 and resets through the i8042" "^Hello from a Swiftlet x86_64 guest" "$RESET"
 
 # --- a guest writing garbage to every port and unclaimed MMIO does not hurt the VMM
-vm wild 120 --kernel /extra/wild-x86_64.bin --memory 64
+vm wild 120 --no-reboot --kernel /extra/wild-x86_64.bin --memory 64
 expect_ok "wild port I/O and MMIO: the VMM survives" "^wild guest survived" "$RESET"
-vm hostile 120 --kernel /extra/hostile-x86_64.bin --memory 64
+vm hostile 120 --no-reboot --kernel /extra/hostile-x86_64.bin --memory 64
 expect_ok "extreme values at every width to COM1, the i8042 and every CMOS register, string I/O: the VMM survives" "^hostile guest survived" "$RESET"
-vm hostile-virtio 120 --kernel /extra/hostile-virtio-x86_64.bin --memory 64 --rng
+vm hostile-virtio 120 --no-reboot --kernel /extra/hostile-virtio-x86_64.bin --memory 64 --rng
 expect_ok "garbage to the virtio-rng transport and queue: every answer as the queue code says, the VMM survives" "^hostile virtio guest survived" "$RESET"
 
 # --- Debian's kernel + busybox initramfs; the guest's ACPI power-off ends swiftlet with 0
@@ -73,5 +73,9 @@ vsock_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 # the VMM survives and the kernel's driver works afterwards
 hostile_net_checks 300 "$CMDLINE" "$POWER_OFF" $KERNEL
 hostile_vsock_checks 300 "$CMDLINE" "$POWER_OFF" $KERNEL
+
+# --- guest reboot (lib.sh's reboot_checks): three reboots boot the guest again in the same
+# process, the power-off after the fourth ends it; --no-reboot ends it at the first
+reboot_checks 180 "$CMDLINE" "$POWER_OFF" "$RESET" $KERNEL
 
 finish
