@@ -1,6 +1,7 @@
 import XCTest
 @testable import Devices
 import SwiftletCore
+import CLinux
 
 /// PL031 as the TRM (ARM DDI 0224) defines it, on an injected clock and an injected host
 /// timer: the tests move the clock and fire the timer themselves.
@@ -149,6 +150,27 @@ final class PL031AlarmTests: XCTestCase {
         fire(rtc, host)
         XCTAssertEqual(readWord(rtc, 0x000), readWord(rtc, 0x004), "the counter wrapped round to the match")
         XCTAssertTrue(irq.level, "after 2^32 - 1 s")
+    }
+
+    /// The real thing: the host's wall clock and a timerfd (as the arm64 machine wires it).
+    func testHostTimerfdRaisesTheMatchWithoutAnyRegisterRead() throws {
+        let timer = try TimerFD()
+        let irq = UnconnectedInterruptLine()
+        let rtc = PL031(irq: irq, clock: PL031.hostClock) { timer.arm(afterNanoseconds: $0) }
+        writeWord(rtc, 0x010, 1)
+        let start = monotonicNanoseconds()
+        writeWord(rtc, 0x004, readWord(rtc, 0x000) &+ 1)
+        var fd = pollfd(fd: timer.fd, events: Int16(POLLIN), revents: 0)
+        while !irq.level && monotonicNanoseconds() - start < 3 * Self.second {
+            guard poll(&fd, 1, 3000) == 1 else { break }
+            var count: UInt64 = 0
+            _ = read(timer.fd, &count, 8)
+            rtc.timerExpired()
+        }
+        let took = Double(monotonicNanoseconds() - start) / 1e9
+        XCTAssertTrue(irq.level, "the timerfd raised the match interrupt")
+        XCTAssertLessThanOrEqual(took, 1.2, "within the second")
+        XCTAssertEqual(readWord(rtc, 0x000), readWord(rtc, 0x004))
     }
 
     func testExtremeValuesWrapWithoutTrapping() {
