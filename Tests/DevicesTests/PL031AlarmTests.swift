@@ -169,7 +169,7 @@ final class PL031AlarmTests: XCTestCase {
         }
         let took = Double(monotonicNanoseconds() - start) / 1e9
         XCTAssertTrue(irq.level, "the timerfd raised the match interrupt")
-        XCTAssertLessThanOrEqual(took, 1.2, "within the second")
+        XCTAssertLessThanOrEqual(took, 1.5, "within the second (and a loaded host's delay)")
         XCTAssertEqual(readWord(rtc, 0x000), readWord(rtc, 0x004))
     }
 
