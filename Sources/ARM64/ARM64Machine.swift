@@ -118,7 +118,12 @@ public enum ARM64Machine: Machine {
             devices.consoleInput = uart
             devices.consoleSpace = space
         case .pl031:
-            try devices.insert(PL031(irq: line, now: wallClockSeconds), at: record)
+            // The match interrupt comes from a host timer on the I/O thread, armed by the
+            // device when the guest writes RTCMR or RTCLR.
+            let timer = try TimerFD()
+            let rtc = PL031(irq: line, clock: PL031.hostClock) { timer.arm(afterNanoseconds: $0) }
+            try devices.watchHostTimer(timer) { rtc.timerExpired() }
+            try devices.insert(rtc, at: record)
         case .pl061:
             let gpio = PL061(irq: line)
             try devices.insert(gpio, at: record)

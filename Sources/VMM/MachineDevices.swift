@@ -39,6 +39,13 @@ public final class MachineDevices {
     /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).
     public func retain(_ object: AnyObject) { keptAlive.append(object) }
 
+    /// Runs `action` on the device I/O thread each time `timer` expires (a device's own
+    /// timer, such as the RTC's alarm); the timer lives as long as the VM.
+    public func watchHostTimer(_ timer: TimerFD, _ action: @escaping () -> Void) throws(SwiftletError) {
+        try ioThread.watch(fd: timer.fd, isCounter: true, action)
+        retain(timer)
+    }
+
     /// A virtio device behind a virtio-mmio transport at `record`: queue notifications
     /// through ioeventfds into the I/O thread, interrupts through an irqfd where KVM has them.
     @discardableResult

@@ -2,6 +2,7 @@
 # binary. Files from ci/suite/prepare are in /extra.
 . /extra/lib.sh
 . /extra/lib-hostile.sh
+. /extra/lib-rtc.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
@@ -39,6 +40,10 @@ expect_ok "Linux boots with 2 vCPUs and sees 2 CPUs" "SWIFTLET-GUEST-UP cpus=2 "
 echo "boot-time: arm64 Linux, 2 vCPUs, 256 MiB, to power-off: $took s"
 # RTC, from the same boot: the guest's PL031 reads the host's clock
 check_rtc /tmp/linux-2cpu.out
+# --- the PL031's match interrupt (lib-rtc.sh): a tiny guest reads the ID registers and takes
+# SPI 2 one second after programming RTCMR; Linux's rtc-pl031 alarm wakes /dev/rtc0's reader
+rtc_tiny_checks 30 "$POWER_OFF"
+rtc_linux_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 
 # --- opt-in vCPU features: used where L1's KVM offers them, one clear error where not.
 # Whether it does is asked of L1's KVM directly (kvm-cap, not Swiftlet), so each flag has
