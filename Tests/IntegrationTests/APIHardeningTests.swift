@@ -32,11 +32,13 @@ final class APIHardeningTests: XCTestCase {
         return (process, errors)
     }
 
+    /// Until the socket accepts a connection: the file appears at bind(), a moment before
+    /// listen(), and a connect in between is refused.
     func waitForSocket(seconds: Double = 10) throws {
         let deadline = Date().addingTimeInterval(seconds)
-        var info = stat()
-        while lstat(socketPath, &info) != 0 {
-            guard Date() < deadline else { throw TestSupport.Failure("the API socket never appeared") }
+        while true {
+            if let fd = connectClient() { close(fd); return }
+            guard Date() < deadline else { throw TestSupport.Failure("the API socket never accepted a connection") }
             usleep(5_000)
         }
     }
