@@ -74,6 +74,9 @@ public enum ARM64Machine: Machine {
 
     public static func createVCPUs(_ kvm: KVMVM, config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [KVMVCPU] {
         #if arch(arm64)
+        // A GICv2-only host's KVM refuses a ninth vCPU (KVM_CREATE_VCPU: EINVAL); the probe
+        // says why first, in the words the GIC's own creation would use.
+        _ = try VGIC.probe(vm: kvm, cpus: config.cpus)
         let target = try kvm.preferredTarget()
         let optional = try CPUFeatures.requested(config, check: { kvm.check($0) })
         var vcpus: [KVMVCPU] = []
