@@ -69,6 +69,9 @@ final class VGIC {
     /// GICv3, adds the ITS if KVM offers one (arm-vgic-its.rst: base address, then
     /// CTRL_INIT; KVM accepts an ITS created after the GIC's own initialisation and sets up
     /// its LPI state then). Without an ITS the guest runs as before, with no LPIs.
+    /// No MSI routing is set up: Swiftlet's devices (virtio-mmio) raise wired SPIs through
+    /// irqfds; MSIs through the ITS (KVM_SIGNAL_MSI or MSI routes with a device ID, which KVM
+    /// requires once an ITS exists: KVM_CAP_MSI_DEVID) are for an MSI-capable transport.
     func finalize(vm: KVMVM) throws(SwiftletError) {
         var count = Layout.gicIRQCount
         try device.setAttribute(group: KVM_DEV_ARM_VGIC_GRP_NR_IRQS, attribute: 0, value: &count)
