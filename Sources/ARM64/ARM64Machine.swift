@@ -41,10 +41,11 @@ public enum ARM64Machine: Machine {
         [.init(guestBase: Layout.ramBase, size: config.memoryBytes)]
     }
 
-    public static func deviceTree(_ config: VMConfig, devices: DeviceManager, boot: ARM64.BootPlan, gic: GICVersion,
+    public static func deviceTree(_ config: VMConfig, devices: DeviceManager, boot: ARM64.BootPlan, gic: GICModel,
                                   rngSeed: [UInt8]) throws(SwiftletError) -> [UInt8] {
         var tree = DeviceTreeConfig(cpus: config.cpus, memorySize: config.memoryBytes, devices: devices.records)
-        tree.gic = gic
+        tree.gic = gic.version
+        tree.its = gic.its
         tree.bootargs = config.bootArguments(default: defaultCmdline)
         tree.initrdRange = boot.initrd
         tree.rngSeed = rngSeed
@@ -54,7 +55,8 @@ public enum ARM64Machine: Machine {
         return dtb
     }
 
-    /// The DTB `build` would give the guest: GICv3 if this host's KVM can create one.
+    /// The DTB `build` would give the guest: GICv3 (with an ITS if KVM offers one) if this
+    /// host's KVM can create one, probed the way `createInterruptController` decides.
     public static func deviceTreeBlob(_ config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [UInt8] {
         try config.validate()
         let records = try devices(config)
@@ -63,7 +65,7 @@ public enum ARM64Machine: Machine {
         let probe = try system.createVM()
         let gic = try VGIC.probe(vm: probe, cpus: config.cpus)
         #else
-        let gic = GICVersion.v3
+        let gic = GICModel(version: .v3, its: true)
         #endif
         return try deviceTree(config, devices: records, boot: boot.layout, gic: gic, rngSeed: randomBytes(32))
     }
@@ -72,6 +74,9 @@ public enum ARM64Machine: Machine {
 
     public static func createVCPUs(_ kvm: KVMVM, config: VMConfig, system: KVMSystem) throws(SwiftletError) -> [KVMVCPU] {
         #if arch(arm64)
+        // A GICv2-only host's KVM refuses a ninth vCPU (KVM_CREATE_VCPU: EINVAL); the probe
+        // says why first, in the words the GIC's own creation would use.
+        _ = try VGIC.probe(vm: kvm, cpus: config.cpus)
         let target = try kvm.preferredTarget()
         let optional = try CPUFeatures.requested(config, check: { kvm.check($0) })
         var vcpus: [KVMVCPU] = []
@@ -91,16 +96,16 @@ public enum ARM64Machine: Machine {
     }
 
     public static func createInterruptController(_ kvm: KVMVM, vcpus: [KVMVCPU], config: VMConfig,
-                                                 devices: MachineDevices) throws(SwiftletError) -> GICVersion {
+                                                 devices: MachineDevices) throws(SwiftletError) -> GICModel {
         #if arch(arm64)
         let gic = try VGIC(vm: kvm, cpus: config.cpus)
-        try gic.finalize()
+        try gic.finalize(vm: kvm)
         devices.retain(gic)
         if config.pmu {
             // The PMU's overflow interrupt (a PPI) is set after the vGIC is initialised.
             for vcpu in vcpus { try CPUFeatures.initializePMU(vcpu) }
         }
-        return gic.version
+        return gic.model
         #else
         throw .unsupported("the arm64 machine runs on arm64 hosts only")
         #endif
@@ -134,7 +139,7 @@ public enum ARM64Machine: Machine {
     }
 
     public static func boot(_ plan: BootPlan, vcpus: [KVMVCPU], memory: GuestMemory, devices: DeviceManager,
-                            interruptController gic: GICVersion, config: VMConfig) throws(SwiftletError) {
+                            interruptController gic: GICModel, config: VMConfig) throws(SwiftletError) {
         #if arch(arm64)
         let layout = plan.layout
         let dtb = try deviceTree(config, devices: devices, boot: layout, gic: gic, rngSeed: randomBytes(32))

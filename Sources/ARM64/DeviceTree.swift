@@ -6,11 +6,23 @@ public enum GICVersion: Equatable {
     case v2
 }
 
+/// The interrupt controller a VM got: the GIC's version and whether it has an ITS (GICv3 only).
+public struct GICModel: Equatable {
+    public var version: GICVersion
+    public var its: Bool
+    public init(version: GICVersion, its: Bool) {
+        self.version = version
+        self.its = its && version == .v3
+    }
+}
+
 /// Everything the guest's device tree describes.
 public struct DeviceTreeConfig: Equatable {
     public var cpus: Int
     public var memorySize: UInt64
     public var gic: GICVersion = .v3
+    /// A GICv3 ITS node under the GIC (ignored for GICv2): what `run` creates where KVM offers one.
+    public var its = true
     public var bootargs: String = ""
     /// [start, end) of the initrd in guest memory.
     public var initrd: (start: UInt64, end: UInt64)? {
@@ -56,6 +68,7 @@ private enum Phandle {
     static let gic: UInt32 = 1
     static let apbClock: UInt32 = 2
     static let gpio: UInt32 = 3
+    static let its: UInt32 = 4
 }
 
 /// The power key sits on PL061 line 3, as on QEMU virt.
@@ -206,6 +219,17 @@ public enum DeviceTree {
         try fdt.property("ranges")
         try fdt.property("interrupts", cells: [GIC_PPI, gicMaintenancePPI, ppiFlags(config)])
         try fdt.property("phandle", u32: Phandle.gic)
+        if config.gic == .v3 && config.its {
+            // bindings/interrupt-controller/arm,gic-v3.yaml: the ITS is a child of the GIC,
+            // which therefore carries #address-cells, #size-cells and ranges (above).
+            try fdt.beginNode("its@\(hex(Layout.gicITS))")
+            try fdt.property("compatible", string: "arm,gic-v3-its")
+            try fdt.property("msi-controller")
+            try fdt.property("#msi-cells", u32: 1)
+            try fdt.property("reg", u64s: [Layout.gicITS, Layout.gicITSSize])
+            try fdt.property("phandle", u32: Phandle.its)
+            try fdt.endNode()
+        }
         try fdt.endNode()
     }
 

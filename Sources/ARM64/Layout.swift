@@ -6,6 +6,10 @@ public enum Layout {
     /// GICv2 fallback: the CPU interface sits right after the distributor.
     public static let gicV2CPUInterface: UInt64 = 0x0801_0000
     public static let gicV2CPUInterfaceSize: UInt64 = 0x1_0000
+    /// The GICv3 ITS's control and translation frames (64 KiB each), ending where the
+    /// redistributors begin.
+    public static let gicITS: UInt64 = 0x0808_0000
+    public static let gicITSSize: UInt64 = 0x2_0000
     public static let gicRedistributors: UInt64 = 0x080A_0000
     /// Each redistributor is two 64 KiB frames (RD_base and SGI_base).
     public static let gicRedistributorSize: UInt64 = 0x2_0000

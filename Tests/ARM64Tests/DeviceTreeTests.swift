@@ -27,7 +27,12 @@ final class DeviceTreeTests: XCTestCase {
         vmConfig.entropy = true
         var virtio = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20, devices: (try? ARM64Machine.devices(vmConfig).records) ?? [])
         virtio.bootargs = "console=ttyAMA0 root=/dev/vda"
-        return [("arm64-1cpu-128m", small), ("arm64-4cpu-1g-initrd", large), ("arm64-2disks-rng", virtio)]
+        // A GICv2 host (ci/nested --gic 2): --cpus 2 --memory 256, no ITS.
+        var gicv2 = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20)
+        gicv2.bootargs = "console=ttyAMA0"
+        gicv2.gic = .v2
+        return [("arm64-1cpu-128m", small), ("arm64-4cpu-1g-initrd", large), ("arm64-2disks-rng", virtio),
+                ("arm64-gicv2-2cpu-256m", gicv2)]
     }()
 
     func testReferenceInitrdPlacementIsWhatTheBootPlanChooses() throws {
@@ -104,6 +109,28 @@ final class DeviceTreeTests: XCTestCase {
                 XCTAssertEqual(dts, expected ?? "", "\(name): regenerate with SWIFTLET_UPDATE_GOLDEN=1 swift test --filter DeviceTreeTests and review the diff")
             }
         }
+    }
+
+    /// The ITS is a child of the GICv3 node (arm,gic-v3.yaml), at Layout.gicITS, and only
+    /// there: no node without an ITS, none under a GICv2.
+    func testITSNode() throws {
+        let intc = "/intc@8000000", its = "/intc@8000000/its@8080000"
+        let dtb = try DeviceTree.generate(DeviceTreeConfig(cpus: 2, memorySize: 256 << 20))
+        XCTAssertEqual(Self.string(Self.property(dtb, its, "compatible")), "arm,gic-v3-its")
+        XCTAssertEqual(Self.property(dtb, its, "msi-controller"), [])
+        XCTAssertEqual(Self.cells(Self.property(dtb, its, "#msi-cells")), [1])
+        XCTAssertEqual(Self.cells(Self.property(dtb, its, "reg")), [0, 0x0808_0000, 0, 0x2_0000])
+        XCTAssertEqual(Layout.gicITS + Layout.gicITSSize, Layout.gicRedistributors, "the ITS ends where the redistributors begin")
+        XCTAssertEqual(Self.cells(Self.property(dtb, intc, "#address-cells")), [2])
+        XCTAssertEqual(Self.cells(Self.property(dtb, intc, "#size-cells")), [2])
+        XCTAssertEqual(Self.property(dtb, intc, "ranges"), [])
+        var without = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20)
+        without.its = false
+        XCTAssertNil(Self.property(try DeviceTree.generate(without), its, "compatible"), "no ITS node where KVM has no ITS")
+        var v2 = DeviceTreeConfig(cpus: 2, memorySize: 256 << 20)
+        v2.gic = .v2
+        XCTAssertNil(Self.property(try DeviceTree.generate(v2), its, "compatible"), "no ITS under a GICv2")
+        XCTAssertFalse(GICModel(version: .v2, its: true).its, "a GICv2 never has an ITS")
     }
 
     func testMPIDRAffinity() {

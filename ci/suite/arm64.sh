@@ -86,6 +86,10 @@ if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resum
 vm_many 4 linux-x4 240 "SWIFTLET-GUEST-UP cpus=1 " "$POWER_OFF" $KERNEL --memory 192 --cmdline "$CMDLINE swiftlet.test=poweroff"
 if [ "$many_ok" = 4 ]; then pass "4 Linux guests at once all boot and power off (${took} s)"; else fail "4 Linux guests at once: $many_ok of 4 ok"; fi
 
+# --- GICv3 ITS (lib-gic.sh): a guest's ITS driver probes it and allocates LPIs; --dump-dtb has its node
+. /extra/lib-gic.sh
+its_checks 120 "$POWER_OFF" $KERNEL
+
 # --- --dump-dtb for the reference configurations (ci/suite/arm64.host compares them with
 # DeviceTrees/ using dtc on the host)
 dd if=/dev/zero of=/tmp/initrd-4m bs=1M count=4 2>/dev/null

@@ -38,6 +38,7 @@ runFuzzer { buffer in
     var config = DeviceTreeConfig(cpus: cpus, memorySize: memory)
     config.gic = flags & 1 != 0 ? .v2 : .v3
     config.pmu = flags & 2 != 0
+    config.its = flags & 0x40 == 0
     let a = input.interestingUInt64(), b = input.interestingUInt64()
     if flags & 4 != 0 { config.initrd = (start: min(a, b), end: max(a, b)) }
     config.rngSeed = input.shortBytes()
