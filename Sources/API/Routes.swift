@@ -5,7 +5,7 @@ import SwiftletCore
 //   GET   /                 instance info            {"id","state","vmm_version","app_name"}
 //   GET   /vm/config        the configuration        {"boot-source":{…},"machine-config":{…}}
 //   PUT   /boot-source      before start             {"kernel_image_path", "initrd_path"?, "boot_args"?}
-//   PUT   /machine-config   before start             {"vcpu_count", "mem_size_mib", "smt"?, "track_dirty_pages"?}
+//   PUT   /machine-config   before start             {"vcpu_count", "mem_size_mib", "smt"?, "track_dirty_pages"?, "huge_pages"?}
 //   PUT   /actions          {"action_type": "InstanceStart"}    before start
 //                           {"action_type": "SendCtrlAltDel"}   after start: graceful shutdown
 //                                                               (the guest's power key / ctrl-alt-del)
@@ -70,15 +70,18 @@ public struct BootSourceConfig: Equatable {
 public struct MachineConfig: Equatable {
     public var vcpuCount: Int
     public var memSizeMiB: UInt64
+    public var hugePages: HugePages
 
-    public init(vcpuCount: Int, memSizeMiB: UInt64) {
+    public init(vcpuCount: Int, memSizeMiB: UInt64, hugePages: HugePages = .none) {
         self.vcpuCount = vcpuCount
         self.memSizeMiB = memSizeMiB
+        self.hugePages = hugePages
     }
 
     public func apply(to config: inout VMConfig) {
         config.cpus = vcpuCount
         config.memoryMiB = memSizeMiB
+        config.hugePages = hugePages
     }
 }
 
@@ -429,6 +432,7 @@ public enum APIRouter {
     static func parseMachineConfig(_ members: [(String, JSONValue)]) throws(APIError) -> MachineConfig {
         var cpus: Int64?
         var memory: Int64?
+        var hugePages = HugePages.none
         for (name, value) in members {
             switch name {
             case "vcpu_count":
@@ -439,12 +443,18 @@ public enum APIRouter {
                 guard try !boolean(value, field: name) else { throw .badRequest("smt is not supported; set it to false or leave it out") }
             case "track_dirty_pages":
                 _ = try boolean(value, field: name)
+            case "huge_pages":
+                switch try string(value, field: name) {
+                case "None": hugePages = .none
+                case "2M": hugePages = .twoMiB
+                case let other: throw .badRequest("huge_pages must be \"None\" or \"2M\", got \"\(printable(other))\"")
+                }
             default: throw unknownField(name, in: "machine-config")
             }
         }
         guard let cpus else { throw .badRequest("missing required field \"vcpu_count\"") }
         guard let memory else { throw .badRequest("missing required field \"mem_size_mib\"") }
-        return MachineConfig(vcpuCount: Int(cpus), memSizeMiB: UInt64(memory))
+        return MachineConfig(vcpuCount: Int(cpus), memSizeMiB: UInt64(memory), hugePages: hugePages)
     }
 
     static func parseAction(_ members: [(String, JSONValue)]) throws(APIError) -> APIAction {
@@ -500,6 +510,7 @@ public enum APIRouter {
             ("vcpu_count", .integer(Int64(config.cpus))),
             ("mem_size_mib", .integer(Int64(clamping: config.memoryMiB))),
             ("smt", .bool(false)),
+            ("huge_pages", .string(config.hugePages == .twoMiB ? "2M" : "None")),
         ]
         var drives: [JSONValue] = []
         for disk in config.disks {

@@ -15,6 +15,9 @@ public enum RunOptions {
       --cmdline STRING     kernel command line
       --cpus N             number of vCPUs, one thread each (default 1)
       --memory MIB         guest RAM in MiB (default 256); also accepts a K, M or G suffix
+      --hugepages 2M       back guest RAM with the host's reserved 2 MiB hugetlbfs pages
+                           (/proc/sys/vm/nr_hugepages); without it, plain memory placed
+                           and advised for transparent huge pages
       --disk path=FILE[,readonly=on][,id=ID][,LIMITS]
                            a virtio-blk disk on a raw image file or block device
                            (repeatable: the first is /dev/vda); opened exclusively when
@@ -81,6 +84,13 @@ public enum RunOptions {
             case "--cmdline": config.cmdline = try next()
             case "--cpus": config.cpus = try parseCount(try next(), flag: argument)
             case "--memory": config.memoryMiB = try parseMiB(try next())
+            case "--hugepages":
+                let size = try next()
+                switch size {
+                case "2M": config.hugePages = .twoMiB
+                case "none": config.hugePages = .none
+                default: throw .invalidArgument("--hugepages takes 2M or none, got '\(size)'")
+                }
             case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
             case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
             case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))

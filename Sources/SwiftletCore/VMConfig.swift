@@ -5,6 +5,8 @@ public struct VMConfig: Equatable {
     public var cmdline: String?
     public var cpus: Int = 1
     public var memoryMiB: UInt64 = 256
+    /// How guest RAM is backed (`--hugepages`, machine-config `huge_pages`).
+    public var hugePages: HugePages = .none
     public var dumpDTBPath: String?
     public var apiSocketPath: String?
     /// What a guest's reset (PSCI SYSTEM_RESET, the i8042's reset line, a triple fault)
@@ -77,6 +79,11 @@ public struct VMConfig: Equatable {
         }
         guard memoryMiB >= VMConfig.minMemoryMiB, memoryMiB <= (1 << 20) else {
             throw .invalidArgument("--memory must be between \(VMConfig.minMemoryMiB) MiB and 1 TiB, got \(memoryMiB) MiB")
+        }
+        if hugePages == .twoMiB {
+            guard memoryMiB % 2 == 0 else {
+                throw .invalidArgument("--hugepages 2M needs --memory in whole 2 MiB pages, got \(memoryMiB) MiB")
+            }
         }
         for (index, disk) in disks.enumerated() {
             guard !disk.id.isEmpty, disk.id.utf8.count <= VMConfig.maxDriveIDLength else {

@@ -18,7 +18,7 @@ extension Machine {
         // And the vsock listener: a uds_path that exists is refused here.
         let vsock = try config.vsock.map { (vsock) throws(SwiftletError) in try VsockDevice(guestCID: vsock.guestCID, udsPath: vsock.udsPath) }
 
-        let memory = try GuestMemory(regions: ramRegions(config))
+        let memory = try GuestMemory(regions: ramRegions(config), hugePages: config.hugePages)
         let kvm = try system.createVM()
         try prepare(kvm)
         try kvm.map(memory)

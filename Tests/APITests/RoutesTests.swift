@@ -74,6 +74,13 @@ final class RoutesTests: XCTestCase {
         XCTAssertEqual(fault(httpRequest("PUT", "/machine-config", #"{"mem_size_mib": 64}"#))?.message,
                        "missing required field \"vcpu_count\"")
         XCTAssertEqual(fault(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 64, "smt": true}"#))?.status, 400)
+        // Firecracker's huge_pages: "None" (the default) or "2M" (hugetlbfs).
+        XCTAssertEqual(action(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 64, "huge_pages": "2M"}"#)),
+                       .configureMachine(MachineConfig(vcpuCount: 1, memSizeMiB: 64, hugePages: .twoMiB)))
+        XCTAssertEqual(action(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 64, "huge_pages": "None"}"#)),
+                       .configureMachine(MachineConfig(vcpuCount: 1, memSizeMiB: 64)))
+        XCTAssertEqual(fault(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 64, "huge_pages": "1G"}"#))?.message,
+                       "huge_pages must be \"None\" or \"2M\", got \"1G\"")
         XCTAssertEqual(fault(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1.0, "mem_size_mib": 64}"#))?.message,
                        "invalid JSON at byte 15: numbers must be integers; fractions are not supported")
     }
@@ -152,7 +159,7 @@ final class RoutesTests: XCTestCase {
     func testVMConfigJSON() throws {
         var config = VMConfig()
         XCTAssertEqual(APIRouter.vmConfig(config).serialized(),
-                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
+                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         config.kernelPath = "/boot/Image"
         config.initrdPath = "/boot/initrd"
         config.cmdline = "console=ttyAMA0 \"quoted\""
@@ -160,7 +167,7 @@ final class RoutesTests: XCTestCase {
         config.memoryMiB = 1024
         let json = APIRouter.vmConfig(config)
         XCTAssertEqual(json.serialized(),
-                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
+                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         // What GET /vm/config returns can be PUT back.
         let bootBody = try XCTUnwrap(json["boot-source"]).serialized()
         let machineBody = try XCTUnwrap(json["machine-config"]).serialized()

@@ -69,4 +69,62 @@ final class GuestMemoryTests: XCTestCase {
         // 64 KiB pages (arm64 hosts may use them): a 4 KiB-aligned region is refused there.
         XCTAssertThrowsError(try GuestMemory.validate([.init(guestBase: 0x1000, size: 0x10000)], pageSize: 0x10000))
     }
+
+    // MARK: huge pages
+
+    func testHostAlignmentIsTheLargestHugePageTheRegionSpans() {
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 64 << 10, pageSize: 4096), 4096, "below 2 MiB: pages")
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: (2 << 20) - 4096, pageSize: 4096), 4096)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 2 << 20, pageSize: 4096), 2 << 20)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 256 << 20, pageSize: 4096), 2 << 20)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: (1 << 30) - (2 << 20), pageSize: 4096), 2 << 20)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 1 << 30, pageSize: 4096), 1 << 30)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 64 << 30, pageSize: 4096), 1 << 30)
+        XCTAssertEqual(GuestMemory.hostAlignment(forSize: 1 << 20, pageSize: 64 << 10), 64 << 10, "64 KiB host pages")
+    }
+
+    func testAlignedStartIsCongruentToTheGuestBaseAndInsideTheReservation() {
+        let twoMiB: UInt64 = 2 << 20
+        // arm64 RAM at 1 GiB: a host address on a 2 MiB boundary.
+        XCTAssertEqual(GuestMemory.alignedStart(reservation: 0x7f12_3456_7000, guestBase: 0x4000_0000, alignment: twoMiB), 0x7f12_3460_0000)
+        // Already aligned: no move.
+        XCTAssertEqual(GuestMemory.alignedStart(reservation: 0x7f12_3440_0000, guestBase: 0, alignment: twoMiB), 0x7f12_3440_0000)
+        // A guest base that is not itself aligned: the host address agrees with it modulo 2 MiB.
+        XCTAssertEqual(GuestMemory.alignedStart(reservation: 0x7f00_0000_0000, guestBase: 0x10_1000, alignment: twoMiB), 0x7f00_0010_1000)
+        // Every combination: start in [reservation, reservation + alignment), congruent, page aligned.
+        for reservation in stride(from: UInt64(0x7f00_0000_0000), to: 0x7f00_0040_0000, by: 0x3_3000) {
+            for guestBase in [UInt64(0), 0x1000, 0x4000_0000, 0x1_0000_0000, 0xFFFF_F000] {
+                for alignment in [UInt64(4096), twoMiB, 1 << 30] {
+                    let start = GuestMemory.alignedStart(reservation: reservation, guestBase: guestBase, alignment: alignment)
+                    XCTAssertGreaterThanOrEqual(start, reservation)
+                    XCTAssertLessThanOrEqual(start - reservation, alignment - 4096, "fits a reservation of size + alignment - page")
+                    XCTAssertEqual(start % alignment, guestBase % alignment)
+                    XCTAssertEqual(start % 4096, 0)
+                }
+            }
+        }
+    }
+
+    func testGuestRAMIsMappedCongruentToItsGuestAddress() throws {
+        for (base, size) in [(UInt64(0x4000_0000), UInt64(64 << 20)), (0, 6 << 20), (0x1_0000_0000, 2 << 20)] {
+            let memory = try GuestMemory(regions: [.init(guestBase: base, size: size)])
+            let host = UInt64(UInt(bitPattern: try memory.pointer(at: base, length: 1)))
+            XCTAssertEqual(host % (2 << 20), base % (2 << 20), "guest 0x\(hex(base)) at host 0x\(hex(host))")
+            try memory.store(UInt64(0x1234), at: base + size - 8)
+            XCTAssertEqual(try memory.load(UInt64.self, at: base + size - 8), 0x1234, "the whole region is mapped")
+        }
+    }
+
+    func testHugetlbWithoutEnoughReservedPagesFailsClearly() throws {
+        let meminfo = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+            .flatMap { UInt64($0.split(separator: " ").last ?? "") } ?? 0
+        // One page more than the host has free.
+        let size = (free + 1) * GuestMemory.hugetlbPageSize
+        XCTAssertThrowsError(try GuestMemory(regions: [.init(guestBase: 0x4000_0000, size: size)], hugePages: .twoMiB)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--hugepages 2M: the host has fewer than \(free + 1) free 2 MiB huge pages"), "\(error)")
+        }
+        XCTAssertThrowsError(try GuestMemory(regions: [.init(guestBase: 0x4000_0000, size: 3 << 20)], hugePages: .twoMiB),
+                             "a size that is not whole 2 MiB pages")
+    }
 }

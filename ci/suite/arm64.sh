@@ -155,6 +155,9 @@ vsock_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 hostile_net_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 hostile_vsock_checks 180 "$CMDLINE" "$POWER_OFF" $KERNEL
 
+# --- guest RAM in huge pages (lib.sh's hugepage_checks): transparent by default, hugetlbfs
+# with --hugepages 2M
+hugepage_checks 120 "$CMDLINE" "$POWER_OFF" $KERNEL
 # --- guest reboot (lib.sh's reboot_checks): three reboots boot the guest again in the same
 # process, the power-off after the fourth ends it; --no-reboot ends it at the first
 reboot_checks 120 "$CMDLINE" "$POWER_OFF" "guest reset (PSCI SYSTEM_RESET)" $KERNEL

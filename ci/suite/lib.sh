@@ -593,6 +593,45 @@ reboot_checks() {
     fi
 }
 
+# ram_field PID MIB FIELD: FIELD (kB) of swiftlet PID's mapping of MIB MiB (its guest RAM)
+# in /proc/PID/smaps, e.g. AnonHugePages or KernelPageSize.
+ram_field() {
+    awk -v size=$(($2 * 1024)) -v field="$3:" '/^[0-9a-f]+-[0-9a-f]+ / { in_ram = 0 }
+        $1 == "Size:" { in_ram = ($2 == size) } in_ram && $1 == field { print $2; exit }' /proc/$1/smaps
+}
+
+# hugepage_checks TIMEOUT CMDLINE POWER_OFF KERNEL-ARGS...: guest RAM is placed so that the
+# host backs it with transparent huge pages (AnonHugePages of the guest RAM mapping, read
+# while the guest waits for the power key); with --hugepages 2M it is in hugetlbfs pages
+# L1 reserved (KernelPageSize 2048 kB), and asking for more than are reserved is one line.
+hugepage_checks() {
+    hlimit=$1 hcmdline=$2 hpoweroff=$3
+    shift 3
+    thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled)
+    UNTIL_ACTION='huge=$(ram_field $pid 256 AnonHugePages)'
+    huge=
+    vm_until thp "$hlimit" SWIFTLET-GUEST-WAITING TERM "$@" --memory 256 --cmdline "$hcmdline swiftlet.test=powerkey"
+    if [ "$rc" = 0 ] && [ "${huge:-0}" -ge 2048 ] && ended_as "$err" "$hpoweroff"; then
+        pass "guest RAM in transparent huge pages: ${huge} kB of the 256 MiB mapping are AnonHugePages at the guest's shell (L1's THP: $thp)"
+    else
+        fail "guest RAM in transparent huge pages: AnonHugePages '${huge}' kB (L1's THP: $thp), exit $rc"; show
+    fi
+    echo 140 > /proc/sys/vm/nr_hugepages
+    reserved=$(sed -n 's/^HugePages_Total: *//p' /proc/meminfo)
+    UNTIL_ACTION='page=$(ram_field $pid 256 KernelPageSize); free=$(sed -n "s/^HugePages_Free: *//p" /proc/meminfo)'
+    page= free=
+    vm_until hugetlb "$hlimit" SWIFTLET-GUEST-WAITING TERM "$@" --memory 256 --hugepages 2M --cmdline "$hcmdline swiftlet.test=powerkey"
+    if [ "$rc" = 0 ] && [ "$page" = 2048 ] && ended_as "$err" "$hpoweroff"; then
+        pass "--hugepages 2M: the guest's 256 MiB are in 2 MiB hugetlbfs pages (KernelPageSize $page kB; $free of $reserved reserved pages free while it ran) and it boots and powers off"
+    else
+        fail "--hugepages 2M: KernelPageSize '$page' kB ($reserved pages reserved), exit $rc"; show
+    fi
+    vm hugetlb-short 30 "$@" --memory 512 --hugepages 2M
+    expect_error "--hugepages 2M with fewer pages reserved than the guest needs" "fewer than 256 free 2 MiB huge pages"
+    echo 0 > /proc/sys/vm/nr_hugepages
+    unset UNTIL_ACTION
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]

@@ -105,6 +105,9 @@ static inline int sl_open(const char *path, int flags) { return open(path, flags
 static inline int sl_open_mode(const char *path, int flags, unsigned mode) { return open(path, flags | O_CLOEXEC, mode); }
 static inline int sl_fcntl(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 static inline int sl_map_failed(void *p) { return p == MAP_FAILED; }
+/* mmap flags for hugetlbfs-backed anonymous memory in 2 MiB pages (MAP_HUGE_2MB, from
+ * linux/mman.h, which clashes with sys/mman.h when both are included). */
+static inline int sl_map_hugetlb_2mb(void) { return MAP_HUGETLB | (21 << MAP_HUGE_SHIFT); }
 
 // MARK: disks
 static const unsigned long SL_BLKGETSIZE64 = BLKGETSIZE64;
