@@ -22,6 +22,20 @@ public final class BackgroundJob<Value>: PollSource {
         }
     }
 
+    /// Waits up to `milliseconds` for the work to end and hands its result to the completion
+    /// now, on this (the main) thread, instead of at the main loop's next poll. False if the
+    /// work did not end in time (the completion then runs later, as usual).
+    public func complete(withinMilliseconds milliseconds: Int) -> Bool {
+        if let running = thread {
+            guard running.join(withinMilliseconds: milliseconds) else { return false }
+            thread = nil
+        }
+        guard let completion, let result = lock.withLock({ outcome }) else { return true }
+        self.completion = nil
+        completion(result)
+        return true
+    }
+
     /// The process is ending: waits up to `milliseconds` for the work to end and drops its
     /// result unseen, so that what it built (a VM with its vsock socket and disk locks) is
     /// released by its deinit. False if the work did not end in time.

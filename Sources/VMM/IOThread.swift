@@ -70,14 +70,17 @@ public final class IOThread {
 
     /// Stops the loop and joins the thread; a handler in progress finishes first, within
     /// `stopTimeoutMs`. A thread stuck longer (a host disk that does not answer) is left
-    /// behind, named: the process is about to exit, and it must not keep it alive.
-    public func stop() {
-        guard let thread else { return }
+    /// behind, named: the process is about to exit, and it must not keep it alive. False then.
+    @discardableResult
+    public func stop() -> Bool {
+        guard let thread else { return true }
         stopEvent.notify()
-        if !thread.join(withinMilliseconds: IOThread.stopTimeoutMs) {
-            printError("swiftlet: the device I/O thread did not stop within \(IOThread.stopTimeoutMs / 1000) s (host I/O stuck?); exiting without it")
-        }
         self.thread = nil
+        guard thread.join(withinMilliseconds: IOThread.stopTimeoutMs) else {
+            printError("swiftlet: the device I/O thread did not stop within \(IOThread.stopTimeoutMs / 1000) s (host I/O stuck?); exiting without it")
+            return false
+        }
+        return true
     }
 
     static let stopTimeoutMs = 5000

@@ -107,11 +107,15 @@ public final class MainLoop {
             handleTimers(now)
         }
         guard let vm else { return exitWithoutVM ?? .stopped }
-        vm.joinThreads()
+        let stopped = vm.joinThreads()
         let exit = vm.control.exit ?? .stopped
         // A stop the host asked for (a signal, the console's quit) wins over a guest reset
         // that got in first: after SIGINT the VMM must end, not boot the guest again.
         if case .reset = exit, let hostStop { return hostStop }
+        // A thread left running holds the old VM (its RAM, disk locks, sockets): no reboot.
+        if case .reset(let how) = exit, !stopped {
+            return .failure("guest reset (\(how)), but the old VM's threads did not stop: not rebooting")
+        }
         return exit
     }
 

@@ -64,13 +64,18 @@ public final class VM {
 
     /// Stops and joins every vCPU thread (after a stop request), kicking again every
     /// 100 ms. A thread still running after `VM.joinTimeoutMs` is left behind (and named):
-    /// the process is about to exit, and a stuck vCPU must not keep it alive.
-    public func joinThreads() {
+    /// the process is about to exit, and a stuck vCPU must not keep it alive. Returns
+    /// whether every thread (vCPUs and device I/O) stopped: only then is the VM's teardown
+    /// safe, so only then may a guest reboot build a new one.
+    @discardableResult
+    public func joinThreads() -> Bool {
         let deadline = monotonicMilliseconds() + VM.joinTimeoutMs
+        var allStopped = true
         for (index, thread) in threads.enumerated() {
             while !thread.join(withinMilliseconds: 100) {
                 guard monotonicMilliseconds() < deadline else {
                     printError("swiftlet: vCPU \(index) did not stop within \(VM.joinTimeoutMs / 1000) s; exiting without it")
+                    allStopped = false
                     break
                 }
                 kickAll()
@@ -78,7 +83,7 @@ public final class VM {
         }
         threads.removeAll()
         // With every vCPU stopped nothing new reaches the devices; let the I/O in flight end.
-        devices.ioThread.stop()
+        return devices.ioThread.stop() && allStopped
     }
 
     static let joinTimeoutMs: Int64 = 5000

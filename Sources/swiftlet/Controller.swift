@@ -36,10 +36,12 @@ final class Controller {
     }
 
     /// Set by the first start: a VM being rebuilt for a guest reboot is still "Running".
-    private var started = false
+    private var hasStarted = false
+    /// Between a guest reset and the new VM's start: there is no VM to pause or change.
+    private var isRebooting: Bool { hasStarted && vm == nil }
 
     var state: InstanceState {
-        guard started else { return .notStarted }
+        guard hasStarted else { return .notStarted }
         return vm?.isPaused == true ? .paused : .running
     }
 
@@ -72,7 +74,7 @@ final class Controller {
         case .success(let built):
             do {
                 vm = built
-                started = true
+                hasStarted = true
                 try loop.start(built)
             } catch {
                 failure = error
@@ -84,14 +86,19 @@ final class Controller {
             let answer = failure.map { APIError(status: $0.isBadInput ? 400 : 500, message: "cannot start the VM: \($0)").response() }
             _ = server?.respond(ticket, answer ?? .noContent())
         } else if let failure {
-            loop.requestStop(.notStarted(failure))
+            // A rebuild for a reboot that fails is the VMM's failure, not the user's input.
+            loop.requestStop(hasStarted ? .failure("cannot reboot: \(failure)") : .notStarted(failure))
         }
     }
 
     /// After the guest reset itself (`loop.run` returned): the same configuration, with the
     /// API's changes, is built afresh and started, as a server's reset would. The old VM is
     /// let go first: its disks' locks, taps, vsock socket and guest RAM go with it.
+    /// A media change under way finishes first (bounded): the new VM opens the new image.
     func reboot() throws(SwiftletError) {
+        if let job = mediaChange, !job.complete(withinMilliseconds: 5000) {
+            throw .guestFailure("a media change (PATCH /drives) did not finish within 5 s")
+        }
         loop.detachVM()
         vm = nil
         try start()
@@ -154,6 +161,7 @@ final class Controller {
             config = updated
             return .now(.noContent())
         case .updateDrive(let id, let path, let limiter):
+            try refuseWhileRebooting()
             guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
                 throw .badRequest("no drive \"\(id)\" in this VM")
             }
@@ -165,6 +173,7 @@ final class Controller {
             }
             return path == nil ? .now(.noContent()) : .later
         case .updateNetworkInterface(let id, let rx, let tx):
+            try refuseWhileRebooting()
             guard let vm, let index = config.networkInterfaces.firstIndex(where: { $0.id == id }) else {
                 throw .badRequest("no network interface \"\(id)\" in this VM")
             }
@@ -197,12 +206,15 @@ final class Controller {
             do { try start(answering: ticket) } catch { throw APIError(status: 500, message: "cannot start the VM: \(error)") }
             return .later
         case .sendCtrlAltDel:
+            try refuseWhileRebooting()
             guard loop.pressPowerButton() else { throw .badRequest("this machine has no power button") }
             return .now(.noContent())
         case .pause:
+            try refuseWhileRebooting()
             do { try vm?.pause() } catch { throw APIError(status: 500, message: "\(error)") }
             return .now(.noContent())
         case .resume:
+            try refuseWhileRebooting()
             vm?.resume()
             return .now(.noContent())
         }
@@ -245,6 +257,12 @@ final class Controller {
     }
 
     private func refuseWhileStarting() throws(APIError) {
-        guard building == nil else { throw .badRequest("the VM is starting (InstanceStart is under way)") }
+        guard building == nil else {
+            throw .badRequest(hasStarted ? "the guest is rebooting; try again in a moment" : "the VM is starting (InstanceStart is under way)")
+        }
+    }
+
+    private func refuseWhileRebooting() throws(APIError) {
+        guard !isRebooting else { throw .badRequest("the guest is rebooting; try again in a moment") }
     }
 }

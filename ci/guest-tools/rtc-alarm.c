@@ -43,6 +43,8 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int fd = open(device, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail("open");
+    // The clock starts before the RTC is read: the alarm then comes at least 1 s after it.
+    double start = monotonic();
     struct rtc_time now;
     if (ioctl(fd, RTC_RD_TIME, &now) < 0) return fail("RTC_RD_TIME");
     time_t alarm_at = rtc_seconds(&now) + seconds;
@@ -58,7 +60,6 @@ int main(int argc, char **argv) {
     alarm.time.tm_mon = tm.tm_mon;
     alarm.time.tm_year = tm.tm_year;
     alarm.time.tm_wday = alarm.time.tm_yday = alarm.time.tm_isdst = -1;
-    double start = monotonic();
     if (ioctl(fd, RTC_WKALM_SET, &alarm) < 0) return fail("RTC_WKALM_SET");
     fd_set readable;
     FD_ZERO(&readable);

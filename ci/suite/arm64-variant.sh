@@ -12,12 +12,13 @@ POWER_OFF="guest powered off (PSCI SYSTEM_OFF)"
 
 # --- L1's KVM is the variant asked for: nVHE on an ARMv8.0 CPU (no VHE), VHE otherwise
 kvm_mode=$(dmesg | grep -o -E 'kvm \[[0-9]+\]: [A-Za-z ]*mode initialized successfully' | head -1)
+# (Linux 6.1 says "Hyp mode" for nVHE; kernels from about 6.5 say "Hyp nVHE mode".)
 case "$L1_CPU" in
-    cortex-a53*|cortex-a57*|cortex-a72*) want="Hyp mode initialized successfully" mode=nVHE ;;
-    *) want="VHE mode initialized successfully" mode=VHE ;;
+    cortex-a53*|cortex-a57*|cortex-a72*) want="Hyp mode initialized successfully" also="Hyp nVHE mode initialized successfully" mode=nVHE ;;
+    *) want="VHE mode initialized successfully" also=$want mode=VHE ;;
 esac
 case "$kvm_mode" in
-    *": $want") pass "L1's KVM runs in $mode mode on -cpu $L1_CPU: $kvm_mode" ;;
+    *": $want"|*": $also") pass "L1's KVM runs in $mode mode on -cpu $L1_CPU: $kvm_mode" ;;
     *) fail "L1's KVM on -cpu $L1_CPU: wanted '$want' ($mode), dmesg says '$kvm_mode'"; dmesg | grep -i kvm | tail -5 ;;
 esac
 

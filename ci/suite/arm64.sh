@@ -7,7 +7,8 @@ echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
 # How swiftlet says a run ended (its one stderr line, after "swiftlet: "). With panic=-1 a
-# panicking guest resets instead, and the check fails.
+# panicking guest resets instead, and the check fails (the checks run swiftlet with
+# --no-reboot, lib.sh's swiftlet_run, so a reset ends it).
 POWER_OFF="guest powered off (PSCI SYSTEM_OFF)"
 
 # --- tiny guest: PL011 output, PSCI SYSTEM_OFF

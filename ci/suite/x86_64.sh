@@ -8,19 +8,20 @@ KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
 # How swiftlet says a run ended (its one stderr line, after "swiftlet: "): Linux's poweroff
 # is an ACPI soft-off; a panic (panic=-1, reboot=k) pulses the i8042's reset line, as the
 # tiny guests do, so Linux checks expect the power-off; a triple fault would name itself.
+# The checks run swiftlet with --no-reboot (lib.sh's swiftlet_run), so a reset ends it.
 POWER_OFF="guest powered off (ACPI S5)"
 RESET="guest reset (i8042 reset line)"
 
-# --- tiny guest: 16550 output through I/O exits, i8042 reset (--no-reboot: the reset ends swiftlet)
-vm tiny 30 --no-reboot --kernel /extra/hello-x86_64.bin --memory 64
+# --- tiny guest: 16550 output through I/O exits, i8042 reset (the checks run with --no-reboot)
+vm tiny 30 --kernel /extra/hello-x86_64.bin --memory 64
 expect_ok "tiny guest prints on COM1 and resets through the i8042" "^Hello from a Swiftlet x86_64 guest" "$RESET"
 
 # --- a guest writing garbage to every port and unclaimed MMIO does not hurt the VMM
-vm wild 120 --no-reboot --kernel /extra/wild-x86_64.bin --memory 64
+vm wild 120 --kernel /extra/wild-x86_64.bin --memory 64
 expect_ok "wild port I/O and MMIO: the VMM survives" "^wild guest survived" "$RESET"
-vm hostile 120 --no-reboot --kernel /extra/hostile-x86_64.bin --memory 64
+vm hostile 120 --kernel /extra/hostile-x86_64.bin --memory 64
 expect_ok "extreme values at every width to COM1, the i8042 and every CMOS register, string I/O: the VMM survives" "^hostile guest survived" "$RESET"
-vm hostile-virtio 120 --no-reboot --kernel /extra/hostile-virtio-x86_64.bin --memory 64 --rng
+vm hostile-virtio 120 --kernel /extra/hostile-virtio-x86_64.bin --memory 64 --rng
 expect_ok "garbage to the virtio-rng transport and queue: every answer as the queue code says, the VMM survives" "^hostile virtio guest survived" "$RESET"
 
 # --- Debian's kernel + busybox initramfs; the guest's ACPI power-off ends swiftlet with 0

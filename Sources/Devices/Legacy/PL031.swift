@@ -103,12 +103,18 @@ public final class PL031: BusDevice {
         lock.withLock {
             switch registerOffset {
             case RTCMR:
+                // One reading of the clock for the whole write; a match that came due while
+                // the timer's expiry waited on the I/O thread is latched before it changes.
+                let now = clock()
+                checkDeadline(at: now)
                 match = value
-                rearm()
+                rearm(at: now)
             case RTCLR:
+                let now = clock()
+                checkDeadline(at: now)
                 load = value
-                offset = value &- UInt32(truncatingIfNeeded: clock() / nanosecondsPerSecond)
-                rearm()
+                offset = value &- UInt32(truncatingIfNeeded: now / nanosecondsPerSecond)
+                rearm(at: now)
             case RTCIMSC:
                 imsc = value & RTC_INT
                 updateIRQ()
@@ -136,8 +142,7 @@ public final class PL031: BusDevice {
 
     /// After RTCMR or RTCLR changed: the counter equals the match now (interrupt at once,
     /// next equality one counter period later) or at the start of the second `ticks` ahead.
-    private func rearm() {
-        let now = clock()
+    private func rearm(at now: UInt64) {
         let second = now - now % nanosecondsPerSecond
         let ticks = match &- counter(at: now)
         if ticks == 0 {
