@@ -1,6 +1,7 @@
 # GIC checks for the nested arm64 suites (busybox sh in L1; needs lib.sh's vm, pass, fail).
 
-# gic_dump REF SWIFTLET-RUN-ARGS...: `swiftlet run --dump-dtb` to /tmp/REF.dtb, printed as
+# gic_dump REF SWIFTLET-RUN-ARGS...: `swiftlet run --dump-dtb` to /tmp/REF.dtb (the suites'
+# reference trees, GICv3 and GICv2 alike), printed as
 # hex between SWIFTLET-DTB-BEGIN/END REF lines for the host half (ci/suite/arm64.host
 # compares it with DeviceTrees/REF.dts). Returns non-zero when swiftlet failed.
 gic_dump() {
