@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A device on an MMIO or port-I/O bus. Offsets are relative to the device's base, and
 /// `data.count` is the access width (1, 2, 4 or 8). Devices are called on vCPU threads, so
 /// each one locks its own state; they must not allocate, and must tolerate any offset,
@@ -5,6 +7,25 @@
 public protocol BusDevice: AnyObject {
     func read(offset: UInt64, data: UnsafeMutableRawBufferPointer)
     func write(offset: UInt64, data: UnsafeRawBufferPointer)
+}
+
+/// Accesses to one device on a bus, counted on the vCPU threads (relaxed atomics: no lock,
+/// no allocation on the exit path).
+public final class AccessCounts {
+    public let name: String
+    public let base: UInt64
+    private let readCount = Atomic<UInt64>(0)
+    private let writeCount = Atomic<UInt64>(0)
+
+    init(name: String, base: UInt64) {
+        self.name = name
+        self.base = base
+    }
+
+    @inline(__always) func countRead() { readCount.wrappingAdd(1, ordering: .relaxed) }
+    @inline(__always) func countWrite() { writeCount.wrappingAdd(1, ordering: .relaxed) }
+    public var reads: UInt64 { readCount.load(ordering: .relaxed) }
+    public var writes: UInt64 { writeCount.load(ordering: .relaxed) }
 }
 
 /// An address space of devices. Built before the vCPUs start and read-only afterwards, so
@@ -18,6 +39,7 @@ public final class Bus {
 
     private var ranges: [Range] = []
     private var devices: [any BusDevice] = []
+    private var counts: [AccessCounts] = []
     public let name: String
 
     public init(name: String) { self.name = name }
@@ -25,7 +47,8 @@ public final class Bus {
     public var count: Int { ranges.count }
 
     /// Adds `device` at `[base, base + size)`; overlapping an existing device is refused.
-    public func insert(_ device: any BusDevice, base: UInt64, size: UInt64) throws(SwiftletError) {
+    /// `name` labels its access counts (`--stats`).
+    public func insert(_ device: any BusDevice, base: UInt64, size: UInt64, name: String = "") throws(SwiftletError) {
         guard size > 0, base <= UInt64.max - (size - 1) else {
             throw .invalidArgument("\(name) bus: bad range at 0x\(hex(base)) size \(size)")
         }
@@ -39,7 +62,11 @@ public final class Bus {
         }
         ranges.insert(range, at: index)
         devices.insert(device, at: index)
+        counts.insert(AccessCounts(name: name, base: base), at: index)
     }
+
+    /// Each device's reads and writes so far, in address order.
+    public var accessCounts: [AccessCounts] { counts }
 
     private func insertionIndex(for base: UInt64) -> Int {
         var low = 0, high = ranges.count
@@ -69,6 +96,7 @@ public final class Bus {
     @inline(__always)
     public func read(_ address: UInt64, data: UnsafeMutableRawBufferPointer) -> Bool {
         guard let i = index(of: address), fits(address, data.count, ranges[i]) else { return false }
+        counts[i].countRead()
         devices[i].read(offset: address - ranges[i].base, data: data)
         return true
     }
@@ -76,6 +104,7 @@ public final class Bus {
     @inline(__always)
     public func write(_ address: UInt64, data: UnsafeRawBufferPointer) -> Bool {
         guard let i = index(of: address), fits(address, data.count, ranges[i]) else { return false }
+        counts[i].countWrite()
         devices[i].write(offset: address - ranges[i].base, data: data)
         return true
     }

@@ -40,6 +40,8 @@ public enum RunOptions {
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
                            --kernel, wait to be configured through it
       --no-reboot          a guest reboot ends swiftlet with status 0 instead
+      --stats              at exit, print the VM's exits by kind and each device's
+                           reads and writes (of the last boot) on stderr
       --pmu                arm64: give the guest a PMUv3 (needs KVM_CAP_ARM_PMU_V3)
       --sve                arm64: give the guest SVE (needs KVM_CAP_ARM_SVE)
       --pauth              arm64: give the guest pointer authentication
@@ -100,6 +102,7 @@ public enum RunOptions {
                 config.entropy = true
                 if let inlineValue { config.entropyRateLimiter = try parseLimits(inlineValue, flag: "--rng") }
             case "--no-reboot": config.rebootOnReset = false
+            case "--stats": config.printStats = true
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true

@@ -13,6 +13,8 @@ public struct VMConfig: Equatable {
     /// does: boot the same configuration afresh in this process (a server's reset button),
     /// or end the VMM with status 0 (`--no-reboot`, what test suites and CI want).
     public var rebootOnReset = true
+    /// `--stats`: exit and device access counts on stderr at exit.
+    public var printStats = false
     /// arm64 vCPU features to enable (each only where KVM reports it).
     public var pmu = false
     public var sve = false

@@ -33,7 +33,7 @@ public final class MachineDevices {
 
     /// Puts `device` on the bus and at the window of `record`.
     public func insert(_ device: any BusDevice, at record: DeviceRecord) throws(SwiftletError) {
-        try (record.space == .mmio ? mmioBus : pioBus).insert(device, base: record.base, size: record.size)
+        try (record.space == .mmio ? mmioBus : pioBus).insert(device, base: record.base, size: record.size, name: record.kind.description)
     }
 
     /// Keeps an object alive as long as the VM (an in-kernel device's fd, for one).

@@ -33,6 +33,7 @@ final class VCPURunner {
     /// Handles one exit; returns why the VM must stop, if it must.
     @inline(__always)
     private func handle(_ exit: VCPUExit) -> VMExit? {
+        vm.exitCounters.count(exit)
         switch exit {
         case .mmioRead(let address, let data):
             if !vm.mmioBus.read(address, data: data) {

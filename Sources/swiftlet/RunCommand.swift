@@ -66,6 +66,9 @@ enum RunCommand {
         controller.server?.shutDown()
         controller.abandonJobs()
         controller.finishConsole()
+        if controller.config.printStats, let vm = controller.vm {
+            for line in vm.exitCounters.report(buses: [vm.mmioBus, vm.pioBus]) { printError("swiftlet: stats: \(line)") }
+        }
         // Always one line, also for the normal ends: power-off, reset and a reset from a
         // guest panic all exit 0, and the line is how a person or a test tells them apart.
         printError("swiftlet: \(exit)")

@@ -39,6 +39,22 @@ final class HostKVMBootTests: XCTestCase {
         }
     }
 
+    /// `--stats`: every byte the guest printed is one write to the 16550 (one port-out exit
+    /// each), the reset one write to the i8042, and the end line stays last.
+    func testStatsCountExitsAndDeviceAccesses() throws {
+        let image = try TestSupport.guestImage("hello-x86_64")
+        let result = try TestSupport.run(TestSupport.swiftletBinary, ["run", "--no-reboot", "--stats", "--kernel", image, "--memory", "32"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let bytes = result.stdout.utf8.count
+        XCTAssertEqual(result.stderr, """
+            swiftlet: stats: \(bytes + 1) exits: mmio-read 0, mmio-write 0, pio-in 0, pio-out \(bytes + 1), interrupted 0, halt 0, shutdown 0, system-event 0, failure 0
+            swiftlet: stats: unclaimed mmio 0, unclaimed pio 0, malformed exits 0
+            swiftlet: stats: pio 0x60 i8042 keyboard controller: 0 reads, 1 writes
+            swiftlet: stats: pio 0x3f8 16550 UART: 0 reads, \(bytes) writes
+            \(TestSupport.i8042ResetEnd)
+            """)
+    }
+
     /// ACPI soft-off through the FADT's sleep control register ends the run as a power-off,
     /// which swiftlet names apart from a reset.
     func testACPISoftOffEndsTheRunAsAPowerOff() throws {

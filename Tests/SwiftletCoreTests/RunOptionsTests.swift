@@ -27,6 +27,8 @@ final class RunOptionsTests: XCTestCase {
         let config = try parseRun(["--kernel", "/k"])
         XCTAssertTrue(config.rebootOnReset, "a guest reboot boots again by default")
         XCTAssertFalse(try parseRun(["--kernel", "/k", "--no-reboot"]).rebootOnReset)
+        XCTAssertFalse(config.printStats)
+        XCTAssertTrue(try parseRun(["--kernel", "/k", "--stats"]).printStats)
         XCTAssertEqual(config.hugePages, .none)
         XCTAssertEqual(try parseRun(["--kernel", "/k", "--hugepages", "2M"]).hugePages, .twoMiB)
         XCTAssertEqual(try parseRun(["--kernel", "/k", "--hugepages=none"]).hugePages, .none)
