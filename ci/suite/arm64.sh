@@ -8,7 +8,7 @@ CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
 # How swiftlet says a run ended (its one stderr line, after "swiftlet: "). With panic=-1 a
 # panicking guest resets instead, and the check fails (the checks run swiftlet with
-# --no-reboot, lib.sh's swiftlet_run, so a reset ends it).
+# --no-reboot, lib.sh's SWIFTLET_RUN, so a reset ends it).
 POWER_OFF="guest powered off (PSCI SYSTEM_OFF)"
 
 # --- tiny guest: PL011 output, PSCI SYSTEM_OFF

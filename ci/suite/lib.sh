@@ -7,21 +7,20 @@ seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; 
 pass() { passed=$((passed + 1)); echo "PASS: $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
-# swiftlet_run ARGS...: `swiftlet run --no-reboot ARGS`: in the checks a guest reset (a
-# panic with panic=-1) ends swiftlet, so a failure shows at once instead of a guest booting
-# again until the timeout. With VM_REBOOT=1 set, plain `swiftlet run` (reboot_checks).
-swiftlet_run() {
-    if [ -n "${VM_REBOOT:-}" ]; then swiftlet run "$@"; else swiftlet run --no-reboot "$@"; fi
-}
+# How the checks start swiftlet: with --no-reboot, so that a guest reset (a panic with
+# panic=-1) ends it and a failure shows at once instead of a guest booting again until the
+# timeout (reboot_checks sets plain `swiftlet run`). A command, not a function: started with
+# `&`, $! must be swiftlet's own pid, which the checks signal and read /proc of.
+SWIFTLET_RUN="swiftlet run --no-reboot"
 
-# vm NAME TIMEOUT SWIFTLET-RUN-ARGS...: runs `swiftlet_run` with stdin from $VM_STDIN
+# vm NAME TIMEOUT SWIFTLET-RUN-ARGS...: runs `$SWIFTLET_RUN` with stdin from $VM_STDIN
 # (default /dev/null); sets rc, out (stdout file), err (stderr file) and took (seconds).
 vm() {
     name=$1 limit=$2
     shift 2
     out=/tmp/$name.out err=/tmp/$name.err
     start=$(now)
-    swiftlet_run "$@" < "${VM_STDIN:-/dev/null}" > "$out" 2> "$err" &
+    $SWIFTLET_RUN "$@" < "${VM_STDIN:-/dev/null}" > "$out" 2> "$err" &
     pid=$!
     wait_or_kill $pid "$limit"
     took=$(seconds_since "$start")
@@ -38,7 +37,7 @@ vm_many() {
     pids=
     i=1
     while [ $i -le "$count" ]; do
-        swiftlet_run "$@" < /dev/null > /tmp/$name-$i.out 2> /tmp/$name-$i.err &
+        $SWIFTLET_RUN "$@" < /dev/null > /tmp/$name-$i.out 2> /tmp/$name-$i.err &
         pids="$pids $!"
         i=$((i + 1))
     done
@@ -64,7 +63,7 @@ vm_when() {
     shift 4
     out=/tmp/$name.out err=/tmp/$name.err
     start=$(now)
-    swiftlet_run "$@" < /dev/null > "$out" 2> "$err" &
+    $SWIFTLET_RUN "$@" < /dev/null > "$out" 2> "$err" &
     pid=$!
     if wait_for "$out" "$marker" "$limit" $pid; then eval "$action"; fi
     wait_or_kill $pid "$limit"
@@ -106,7 +105,7 @@ vm_typing() {
     rm -f /tmp/$name.in
     mkfifo /tmp/$name.in
     start=$(now)
-    swiftlet_run "$@" < /tmp/$name.in > "$out" 2> "$err" &
+    $SWIFTLET_RUN "$@" < /tmp/$name.in > "$out" 2> "$err" &
     pid=$!
     exec 3> /tmp/$name.in
     if wait_for "$out" SWIFTLET-GUEST-UP "$limit" $pid; then sleep 1; printf '%s' "$text" >&3; fi
@@ -133,7 +132,7 @@ vm_api() {
     name=$1 limit=$2
     out=/tmp/$name.out err=/tmp/$name.err sock=/tmp/$name.sock
     start=$(now)
-    swiftlet_run --api-socket $sock < /dev/null > "$out" 2> "$err" &
+    $SWIFTLET_RUN --api-socket $sock < /dev/null > "$out" 2> "$err" &
     pid=$!
     i=0
     while [ ! -S $sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
@@ -223,7 +222,7 @@ vm_until() {
     shift 4
     out=/tmp/$name.out err=/tmp/$name.err
     start=$(now)
-    swiftlet_run "$@" < /dev/null > "$out" 2> "$err" &
+    $SWIFTLET_RUN "$@" < /dev/null > "$out" 2> "$err" &
     pid=$!
     acted=0 alive=0
     if wait_for "$out" "$marker" "$limit" $pid; then
@@ -350,7 +349,7 @@ disk_checks() {
         disk_blank /tmp/sync.img 1M
         # While the guest writes, a second VM asking for the same image for writing is refused.
         locked=
-        UNTIL_ACTION='swiftlet_run --kernel /extra/hello-$(guest_arch).bin --memory 64 --disk path=/tmp/sync.img > /tmp/locked.out 2> /tmp/locked.err; locked=$?'
+        UNTIL_ACTION='$SWIFTLET_RUN --kernel /extra/hello-$(guest_arch).bin --memory 64 --disk path=/tmp/sync.img > /tmp/locked.out 2> /tmp/locked.err; locked=$?'
         vm_until "sync-$tag" "$dlimit" "^SYNCED 3" "$signals" "$@" --memory 256 --disk path=/tmp/root.img --disk path=/tmp/sync.img \
             --cmdline "$dcmdline root=/dev/vda swiftlet.test=syncloop swiftlet.value=$value swiftlet.sync=/dev/vdb"
         UNTIL_ACTION=
@@ -409,7 +408,7 @@ net_checks() {
     got_sum= busy=
     # At the marker: L1 downloads from the guest, and a second VM asks for the same tap.
     UNTIL_ACTION='got_sum=$(nc -w 10 10.0.2.2 8080 < /dev/null | sha256sum | cut -d" " -f1)
-        swiftlet_run --kernel /extra/hello-$(guest_arch).bin --memory 64 --net tap=tap0 > /tmp/busy.out 2> /tmp/busy.err; busy=$?'
+        $SWIFTLET_RUN --kernel /extra/hello-$(guest_arch).bin --memory 64 --net tap=tap0 > /tmp/busy.out 2> /tmp/busy.err; busy=$?'
     vm_until net "$nlimit" SWIFTLET-NET-SERVING TERM "$@" --memory 256 --net tap=tap0,mac=$mac \
         --cmdline "$ncmdline swiftlet.test=net swiftlet.ip=10.0.2.2/24 swiftlet.peer=10.0.2.1"
     UNTIL_ACTION=
@@ -463,7 +462,7 @@ limit_checks() {
     rm -f /tmp/limits.in $sock
     mkfifo /tmp/limits.in
     start=$(now)
-    swiftlet_run "$@" --memory 256 --api-socket $sock \
+    $SWIFTLET_RUN "$@" --memory 256 --api-socket $sock \
         --disk path=/tmp/limit.img,id=limited,bw_size=512K,bw_refill_time=125 \
         --net tap=tap0,id=eth0,rx_bw_size=512K,rx_bw_refill_time=125 \
         --cmdline "$lcmdline swiftlet.test=limits swiftlet.ip=10.0.2.2/24 swiftlet.peer=10.0.2.1 swiftlet.disk=/dev/vda swiftlet.mib=16" \
@@ -582,9 +581,9 @@ reboot_checks() {
     rlimit=$1 rcmdline=$2 rpoweroff=$3 rreset=$4
     shift 4
     head -c 4096 /dev/zero > /tmp/boots.img
-    VM_REBOOT=1
+    SWIFTLET_RUN="swiftlet run"
     vm reboots $((rlimit * 4)) "$@" --memory 256 --disk path=/tmp/boots.img --cmdline "$rcmdline swiftlet.test=reboot swiftlet.boots=4"
-    unset VM_REBOOT
+    SWIFTLET_RUN="swiftlet run --no-reboot"
     counts=$(tr -d '\r' < "$out" | sed -n 's/^SWIFTLET-BOOT count=\([0-9]*\).*/\1/p' | tr '\n' ' ')
     wanted_err=$(printf 'swiftlet: %s; rebooting (boot 2)\nswiftlet: %s; rebooting (boot 3)\nswiftlet: %s; rebooting (boot 4)\nswiftlet: %s' "$rreset" "$rreset" "$rreset" "$rpoweroff")
     if [ "$rc" = 0 ] && [ "$counts" = "1 2 3 4 " ] && [ "$(cat "$err")" = "$wanted_err" ] && [ "$(head -c 8 /tmp/boots.img)" = 00000004 ]; then

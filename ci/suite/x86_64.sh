@@ -8,7 +8,7 @@ KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
 # How swiftlet says a run ended (its one stderr line, after "swiftlet: "): Linux's poweroff
 # is an ACPI soft-off; a panic (panic=-1, reboot=k) pulses the i8042's reset line, as the
 # tiny guests do, so Linux checks expect the power-off; a triple fault would name itself.
-# The checks run swiftlet with --no-reboot (lib.sh's swiftlet_run), so a reset ends it.
+# The checks run swiftlet with --no-reboot (lib.sh's SWIFTLET_RUN), so a reset ends it.
 POWER_OFF="guest powered off (ACPI S5)"
 RESET="guest reset (i8042 reset line)"
 
