@@ -4,11 +4,12 @@
 // that the VMM drops. Then PSCI SYSTEM_OFF through HVC, which ends swiftlet (and
 // ci/guest-tools/kvm-bare). Swiftlet loads images without an arm64 Image header at
 // RAM base + 0x80000 and enters them at EL1 with the MMU off.
-// COUNT is 20,000, not the x86 guests' 200,000: in the nested L1 (NESTED-ARM64.md) an MMIO
-// exit to user space costs ~130-170 µs, so this loop alone takes about 3 s.
+// COUNT is 50,000, not the x86 guests' 200,000: in the nested L1 an MMIO exit to user space
+// costs 55-120 µs (ci/bench-exits, 2026-12-02; NESTED-ARM64.md saw 126-172 µs), so the loop
+// takes 3-6 s.
 // The count is the last 4 bytes of the binary (little-endian), so ci/bench-exits can make
 // a copy that does no loop at all and time the VMM's start and end alone.
-    .equ    COUNT, 20000
+    .equ    COUNT, 50000
     .text
     .globl _start
 _start:
