@@ -76,35 +76,33 @@ enum TestSupport {
                       seconds: Date().timeIntervalSince(start))
     }
 
-    /// Runs a program (stdout to /dev/null) and reports its peak RSS from wait4's rusage.
+    /// Runs a program (stdin and stdout /dev/null) and reports its peak RSS from wait4's
+    /// rusage. Started by a small Python parent: a child's ru_maxrss counts the memory of the
+    /// process it was forked or spawned from until its exec, and this test process is large
+    /// (and grows as tests run), which would decide the figure instead of the program.
     static func runMeasuringPeakRSS(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> (status: Int32, stderr: String, peakRSSKiB: Int) {
         let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-rss-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: errPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard rc == 0 else { throw Failure("posix_spawn \(executable): \(rc)") }
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, WNOHANG, &usage) == 0 {
-            if Date() > deadline {
-                kill(pid, SIGKILL)
-                _ = wait4(pid, &status, 0, &usage)
-                throw Failure("\(executable) \(arguments) did not finish in \(timeout) s")
-            }
-            usleep(5_000)
+        let parent = """
+            import os, sys
+            pid = os.fork()
+            if pid == 0:
+                null = os.open("/dev/null", os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+                os.execv(sys.argv[2], sys.argv[2:])
+            _, status, usage = os.wait4(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            print(code if code >= 0 else 128 - code, usage.ru_maxrss)
+            """
+        let result = try run("/usr/bin/env", ["python3", "-c", parent, errPath, executable] + arguments, timeout: timeout)
+        let fields = result.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard result.status == 0, fields.count == 2 else {
+            throw Failure("measuring \(executable)'s peak RSS: python3 exited \(result.status): \(result.stdout) \(result.stderr)")
         }
-        let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return (exitStatus, stderr, usage.ru_maxrss)
+        return (Int32(fields[0]), stderr, fields[1])
     }
 
     struct Failure: Error, CustomStringConvertible {
