@@ -39,8 +39,9 @@ public enum X86Machine: Machine {
         guard config.cpus <= 254 else { throw .invalidArgument("--cpus \(config.cpus): the x86_64 machine has at most 254 vCPUs (8-bit APIC ids)") }
         let (kernel, initrd) = try config.openBootImages()
         let lowEnd = ramRegions(config)[0].size
-        let layout = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size,
-                                          cmdline: config.bootArguments(default: X86BootPlan.defaultCmdline), deviceArguments: devices.virtioCommandLine,
+        let cmdline = config.bootArguments(default: X86BootPlan.defaultCmdline)
+        let layout = try X86BootPlan.make(kernel: try kernel.header(), initrdSize: initrd?.size, cmdline: cmdline,
+                                          deviceArguments: X86BootPlan.machineArguments(cmdline: cmdline, devices: devices.virtioCommandLine),
                                           lowRAMEnd: lowEnd)
         return BootPlan(layout: layout, kernel: kernel, initrd: initrd)
     }

@@ -90,6 +90,11 @@ final class DeviceManagerTests: XCTestCase {
                                         deviceArguments: devices.virtioCommandLine, lowRAMEnd: 256 << 20)
         XCTAssertEqual(String(decoding: plan.cmdline.dropLast(), as: UTF8.self),
                        "console=ttyS0 virtio_mmio.device=0x1000@0xd0000000:5 virtio_mmio.device=0x1000@0xd0001000:6")
+        // The machine's own arguments: no PCI (unless the user says otherwise), then the devices.
+        XCTAssertEqual(X86BootPlan.machineArguments(cmdline: "console=ttyS0", devices: devices.virtioCommandLine),
+                       "pci=off virtio_mmio.device=0x1000@0xd0000000:5 virtio_mmio.device=0x1000@0xd0001000:6")
+        XCTAssertEqual(X86BootPlan.machineArguments(cmdline: "console=ttyS0 pci=noacpi", devices: ""), "")
+        XCTAssertEqual(X86BootPlan.machineArguments(cmdline: "", devices: ""), "pci=off")
     }
 
     /// A bzImage header as X86BootPlan needs it: protocol 2.15, 64-bit entry, 1 MiB init_size.
