@@ -103,6 +103,7 @@ public enum DeviceTree {
         try fdt.property("device_type", string: "memory")
         try fdt.property("reg", u64s: [Layout.ramBase, config.memorySize])
         try fdt.endNode()
+        try contiguousMemoryPool(fdt, config)
 
         try cpus(fdt, config)
         try fdt.beginNode("psci")
@@ -132,6 +133,39 @@ public enum DeviceTree {
 
         try fdt.endNode()
         return try fdt.finish()
+    }
+
+    /// The size of the guest's default contiguous-memory (CMA) pool: a sixteenth of its RAM,
+    /// at most 64 MiB, in whole 4 MiB blocks (a page block with 4 KiB pages); nil below
+    /// 64 MiB of RAM. Without a pool in the tree a distribution kernel reserves its built-in
+    /// default (Debian arm64: 64 MiB) wherever a free block that large exists: half of a
+    /// 128 MiB guest, which unmovable allocations such as the unpacked initramfs cannot use
+    /// (Linux then fails with "Initramfs unpacking failed: write error"). Virtio devices
+    /// without an IOMMU need little contiguous memory. `cma=` on the command line still
+    /// overrides the pool (Linux prefers it to the tree's).
+    public static func contiguousMemoryPoolSize(memorySize: UInt64) -> UInt64? {
+        let block: UInt64 = 4 << 20
+        let size = min(memorySize / 16, 64 << 20) & ~(block - 1)
+        return size > 0 ? size : nil
+    }
+
+    /// reserved-memory/linux,cma (bindings/reserved-memory/shared-dma-pool.yaml): a reusable
+    /// pool the kernel places itself, below 4 GiB for 32-bit DMA as its default pool is.
+    private static func contiguousMemoryPool(_ fdt: FDTWriter, _ config: DeviceTreeConfig) throws(SwiftletError) {
+        guard let size = contiguousMemoryPoolSize(memorySize: config.memorySize) else { return }
+        let below4GiB = min(config.memorySize, (1 << 32) - Layout.ramBase)
+        try fdt.beginNode("reserved-memory")
+        try fdt.property("#address-cells", u32: 2)
+        try fdt.property("#size-cells", u32: 2)
+        try fdt.property("ranges")
+        try fdt.beginNode("linux,cma")
+        try fdt.property("compatible", string: "shared-dma-pool")
+        try fdt.property("reusable")
+        try fdt.property("size", u64: size)
+        try fdt.property("alloc-ranges", u64s: [Layout.ramBase, below4GiB])
+        try fdt.property("linux,cma-default")
+        try fdt.endNode()
+        try fdt.endNode()
     }
 
     /// The node of one device record.

@@ -111,6 +111,31 @@ final class DeviceTreeTests: XCTestCase {
         }
     }
 
+    /// The CMA pool scales with RAM so that a small guest keeps its memory for itself (a
+    /// 128 MiB guest under Debian's default lost 64 MiB and could not unpack its initramfs).
+    func testContiguousMemoryPoolScalesWithRAM() throws {
+        let mib: UInt64 = 1 << 20
+        XCTAssertNil(DeviceTree.contiguousMemoryPoolSize(memorySize: 2 * mib))
+        XCTAssertNil(DeviceTree.contiguousMemoryPoolSize(memorySize: 63 * mib), "below 64 MiB: no pool")
+        XCTAssertEqual(DeviceTree.contiguousMemoryPoolSize(memorySize: 64 * mib), 4 * mib)
+        XCTAssertEqual(DeviceTree.contiguousMemoryPoolSize(memorySize: 128 * mib), 8 * mib)
+        XCTAssertEqual(DeviceTree.contiguousMemoryPoolSize(memorySize: 200 * mib), 12 * mib, "whole 4 MiB blocks")
+        XCTAssertEqual(DeviceTree.contiguousMemoryPoolSize(memorySize: 1024 * mib), 64 * mib)
+        XCTAssertEqual(DeviceTree.contiguousMemoryPoolSize(memorySize: 64 * 1024 * mib), 64 * mib, "at most Linux's own default")
+
+        let pool = "/reserved-memory/linux,cma"
+        let small = try DeviceTree.generate(DeviceTreeConfig(cpus: 1, memorySize: 128 * mib))
+        XCTAssertEqual(Self.string(Self.property(small, pool, "compatible")), "shared-dma-pool")
+        XCTAssertEqual(Self.property(small, pool, "reusable"), [])
+        XCTAssertEqual(Self.property(small, pool, "linux,cma-default"), [])
+        XCTAssertEqual(Self.cells(Self.property(small, pool, "size")), [0, 0x80_0000])
+        XCTAssertEqual(Self.cells(Self.property(small, pool, "alloc-ranges")), [0, 0x4000_0000, 0, 0x800_0000])
+        let large = try DeviceTree.generate(DeviceTreeConfig(cpus: 1, memorySize: 8192 * mib))
+        XCTAssertEqual(Self.cells(Self.property(large, pool, "alloc-ranges")), [0, 0x4000_0000, 0, 0xC000_0000],
+                       "below 4 GiB, as Linux's default pool")
+        XCTAssertNil(Self.property(try DeviceTree.generate(DeviceTreeConfig(cpus: 1, memorySize: 32 * mib)), pool, "size"))
+    }
+
     /// The ITS is a child of the GICv3 node (arm,gic-v3.yaml), at Layout.gicITS, and only
     /// there: no node without an ITS, none under a GICv2.
     func testITSNode() throws {
