@@ -59,6 +59,37 @@ final class ConsoleOutputTests: XCTestCase {
         _ = readAll(readEnd)
     }
 
+    /// A byte-at-a-time UART must not cost a write(2) per byte: on a SOCK_SEQPACKET socket
+    /// every write(2) arrives as one message, so the messages count the writer's syscalls.
+    func testBytesWrittenOneAtATimeLeaveInBatchesOfWholeLines() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &fds), 0)
+        defer { close(fds[0]) }
+        let console = try ConsoleOutput(fd: fds[1], capacity: 64 * 1024)
+        let line = Array("[    0.123456] a kernel line of about sixty bytes, say\r\n".utf8)
+        let lines = 200
+        for _ in 0..<lines {
+            for byte in line { console.write(byte) }
+            usleep(200)   // a guest's lines come apart in time, not as one burst
+        }
+        XCTAssertEqual(console.finish(milliseconds: 5000), 0)
+        close(fds[1])
+        var messages = 0
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fds[0], $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            messages += 1
+            received += buffer[0..<n]
+        }
+        XCTAssertEqual(received, Array((0..<lines).map { _ in line }.joined()), "every byte, in order")
+        // One write per line when the writer thread is scheduled on time; a busy host may split
+        // a line at the linger, but a byte-at-a-time writer would make 11,200 messages here.
+        XCTAssertLessThanOrEqual(messages, line.count * lines / 8, "lines leave in batches, not a write(2) per byte")
+        XCTAssertEqual(console.droppedBytes, 0)
+    }
+
     func testAClosedReaderDoesNotHangOrCrash() throws {
         signal(SIGPIPE, SIG_IGN)
         let (readEnd, writeEnd) = makePipe()
