@@ -53,6 +53,7 @@ if Context.environment["SWIFTLET_FUZZ"] == "1" {
         ("http", ["API"]),
         ("json", ["API"]),
         ("routes", ["API", "SwiftletCore"]),
+        ("config-file", ["API", "SwiftletCore"]),
         ("cli", ["SwiftletCore"]),
         ("devicetree", ["ARM64", "CLinux", "SwiftletCore"]),
         ("arm64-image", ["ARM64", "SwiftletCore"]),

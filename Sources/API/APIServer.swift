@@ -59,6 +59,8 @@ public final class APIServer: PollSource {
     public let path: String
     private var isShutDown = false
     public let policy: SlotPolicy
+    /// The largest request body (413 beyond).
+    public let maxBodyBytes: Int
 
     // MARK: counters (for metrics)
 
@@ -96,7 +98,7 @@ public final class APIServer: PollSource {
     private final class Connection {
         let fd: Int32
         let serial: UInt64
-        var parser = HTTPRequestParser()
+        var parser: HTTPRequestParser
         var outgoing: [UInt8] = []
         var closeWhenFlushed = false
         var closed = false
@@ -113,18 +115,21 @@ public final class APIServer: PollSource {
         var earlyResponse: HTTPResponse?
         /// Its deferred answer came: parse what it pipelined meanwhile.
         var resume = false
-        init(fd: Int32, serial: UInt64, now: Int64) {
+        init(fd: Int32, serial: UInt64, now: Int64, maxBodyBytes: Int) {
             self.fd = fd
             self.serial = serial
+            parser = HTTPRequestParser(maxBodyBytes: maxBodyBytes)
             idleSince = now
         }
     }
 
     /// Listens on `path` (see `UnixSocket.listen`). Create it on the main thread before
     /// other threads start: the socket is created under a temporarily strict umask.
-    public init(path: String, policy: SlotPolicy = SlotPolicy(), handler: @escaping Handler) throws(SwiftletError) {
+    public init(path: String, policy: SlotPolicy = SlotPolicy(), maxBodyBytes: Int = HTTPRequestParser.defaultMaxBodyBytes,
+                handler: @escaping Handler) throws(SwiftletError) {
         self.path = path
         self.policy = policy
+        self.maxBodyBytes = maxBodyBytes
         self.handler = handler
         listenFD = try UnixSocket.listen(path: path)
     }
@@ -273,7 +278,7 @@ public final class APIServer: PollSource {
                 continue
             }
             lastConnection += 1
-            connections.append(Connection(fd: fd, serial: lastConnection, now: now))
+            connections.append(Connection(fd: fd, serial: lastConnection, now: now, maxBodyBytes: maxBodyBytes))
         }
     }
 

@@ -128,7 +128,9 @@ public enum HTTPParseResult: Equatable {
 public struct HTTPRequestParser {
     public static let maxHeadBytes = 8 * 1024
     public static let maxHeaders = 64
-    public static let maxBodyBytes = 64 * 1024
+    /// The body limit unless the server is given another (--http-api-max-payload-size).
+    public static let defaultMaxBodyBytes = VMConfig.defaultAPIMaxPayloadBytes
+    public let maxBodyBytes: Int
 
     private struct Head {
         var method: String
@@ -147,7 +149,9 @@ public struct HTTPRequestParser {
     private var continueReported = false
     private var failure: APIError?
 
-    public init() {}
+    public init(maxBodyBytes: Int = HTTPRequestParser.defaultMaxBodyBytes) {
+        self.maxBodyBytes = maxBodyBytes
+    }
 
     /// Bytes received but not yet returned as part of a request.
     public var bufferedByteCount: Int { buffer.count - start }
@@ -295,8 +299,8 @@ public struct HTTPRequestParser {
                 guard let length = parseDecimal(header.value) else {
                     return .failure(.badRequest("invalid Content-Length '\(printable(header.value))'"))
                 }
-                guard length <= HTTPRequestParser.maxBodyBytes else {
-                    return .failure(APIError(status: 413, message: "request body of \(length) bytes is larger than the limit of \(HTTPRequestParser.maxBodyBytes)"))
+                guard length <= maxBodyBytes else {
+                    return .failure(APIError(status: 413, message: "request body of \(length) bytes is larger than the limit of \(maxBodyBytes)"))
                 }
                 contentLength = length
             } else if asciiCaseInsensitiveEqual(name, "transfer-encoding") {

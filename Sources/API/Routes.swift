@@ -3,12 +3,19 @@ import SwiftletCore
 // The control API's resources, shaped like Firecracker's so curl and its clients work:
 //
 //   GET   /                 instance info            {"id","state","vmm_version","app_name"}
+//   GET   /version          Firecracker's version    {"firecracker_version"}
 //   GET   /vm/config        the configuration        {"boot-source":{…},"machine-config":{…}}
 //   PUT   /boot-source      before start             {"kernel_image_path", "initrd_path"?, "boot_args"?}
-//   PUT   /machine-config   before start             {"vcpu_count", "mem_size_mib", "smt"?, "track_dirty_pages"?, "huge_pages"?}
+//   GET   /machine-config   always                   {"vcpu_count", "mem_size_mib", "smt", "track_dirty_pages", "huge_pages"}
+//   PUT   /machine-config   before start             {"vcpu_count", "mem_size_mib", "smt"?, "track_dirty_pages"?,
+//                                                     "huge_pages"?, "cpu_template"?} (left out: the defaults)
+//   PATCH /machine-config   before start             the same fields, each optional (left out: unchanged)
+//   PUT   /logger           before start             {"log_path"?, "level"?, "show_level"?, "show_log_origin"?, "module"?}
+//   PUT   /metrics          before start, once       {"metrics_path", "emit_id"?, "properties"?}
 //   PUT   /actions          {"action_type": "InstanceStart"}    before start
 //                           {"action_type": "SendCtrlAltDel"}   after start: graceful shutdown
 //                                                               (the guest's power key / ctrl-alt-del)
+//                           {"action_type": "FlushMetrics"}     after start: write the metrics now
 //   PATCH /vm               {"state": "Paused" | "Resumed"}     after start
 //   PUT   /drives/{id}      before start   {"drive_id", "path_on_host", "is_root_device", "is_read_only",
 //                                           "partuuid"?, "cache_type"?, "io_engine"?, "rate_limiter"?}
@@ -29,7 +36,9 @@ import SwiftletCore
 // for operations in the wrong state, 404 for unknown paths, 405 (with Allow) for a known path
 // with another method. There is deliberately no "Shutdown" alias: SendCtrlAltDel is the one
 // name Firecracker clients already send. `smt` is accepted only as false and
-// `track_dirty_pages` is accepted and ignored, because Firecracker's SDKs send them.
+// `cpu_template` only as "None" (Swiftlet has no SMT topology and no CPU templates), because
+// Firecracker's SDKs send them; `track_dirty_pages` is kept and reported (nothing uses it).
+// The answers are shaped by the Firecracker version in `APIRouter.firecrackerVersion`.
 // Requests are routed by path only; a query string is ignored.
 
 /// The VM's lifecycle as the API reports it.
@@ -66,22 +75,47 @@ public struct BootSourceConfig: Equatable {
     }
 }
 
-/// PUT /machine-config.
+/// PUT /machine-config: every field; those the body leaves out are the defaults.
 public struct MachineConfig: Equatable {
     public var vcpuCount: Int
     public var memSizeMiB: UInt64
     public var hugePages: HugePages
+    public var trackDirtyPages: Bool
 
-    public init(vcpuCount: Int, memSizeMiB: UInt64, hugePages: HugePages = .none) {
+    public init(vcpuCount: Int, memSizeMiB: UInt64, hugePages: HugePages = .none, trackDirtyPages: Bool = false) {
         self.vcpuCount = vcpuCount
         self.memSizeMiB = memSizeMiB
         self.hugePages = hugePages
+        self.trackDirtyPages = trackDirtyPages
     }
 
     public func apply(to config: inout VMConfig) {
         config.cpus = vcpuCount
         config.memoryMiB = memSizeMiB
         config.hugePages = hugePages
+        config.trackDirtyPages = trackDirtyPages
+    }
+}
+
+/// PATCH /machine-config: the fields the body names; the others stay as they are.
+public struct MachineConfigUpdate: Equatable {
+    public var vcpuCount: Int?
+    public var memSizeMiB: UInt64?
+    public var hugePages: HugePages?
+    public var trackDirtyPages: Bool?
+
+    public init(vcpuCount: Int? = nil, memSizeMiB: UInt64? = nil, hugePages: HugePages? = nil, trackDirtyPages: Bool? = nil) {
+        self.vcpuCount = vcpuCount
+        self.memSizeMiB = memSizeMiB
+        self.hugePages = hugePages
+        self.trackDirtyPages = trackDirtyPages
+    }
+
+    public func apply(to config: inout VMConfig) {
+        if let vcpuCount { config.cpus = vcpuCount }
+        if let memSizeMiB { config.memoryMiB = memSizeMiB }
+        if let hugePages { config.hugePages = hugePages }
+        if let trackDirtyPages { config.trackDirtyPages = trackDirtyPages }
     }
 }
 
@@ -89,6 +123,9 @@ public struct MachineConfig: Equatable {
 public enum APIAction: Equatable, CustomStringConvertible {
     case configureBootSource(BootSourceConfig)
     case configureMachine(MachineConfig)
+    case updateMachine(MachineConfigUpdate)
+    case configureLogger(LoggerConfig)
+    case configureMetrics(MetricsConfig)
     case configureDrive(DiskConfig)
     /// PATCH /drives: a media change (path), new limits, or both.
     case updateDrive(driveID: String, path: String?, rateLimiter: RateLimiterConfig?)
@@ -98,9 +135,12 @@ public enum APIAction: Equatable, CustomStringConvertible {
     case configureVsock(VsockConfig)
     case start
     case sendCtrlAltDel
+    case flushMetrics
     case pause
     case resume
     case describeInstance
+    case describeVersion
+    case describeMachine
     case describeConfig
 
     public var description: String {
@@ -108,6 +148,9 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureBootSource(let boot): return "configure boot source (kernel \(boot.kernelImagePath))"
         case .configureMachine(let machine):
             return "configure machine (\(machine.vcpuCount) vCPUs, \(machine.memSizeMiB) MiB)"
+        case .updateMachine: return "update machine configuration"
+        case .configureLogger: return "configure logger"
+        case .configureMetrics(let metrics): return "configure metrics (\(metrics.path))"
         case .configureDrive(let disk): return "configure drive \(disk.id)"
         case .updateDrive(let id, _, _): return "update drive \(id)"
         case .configureEntropy: return "configure entropy device"
@@ -116,9 +159,12 @@ public enum APIAction: Equatable, CustomStringConvertible {
         case .configureVsock(let vsock): return "configure vsock (guest CID \(vsock.guestCID))"
         case .start: return "start"
         case .sendCtrlAltDel: return "send ctrl-alt-del"
+        case .flushMetrics: return "flush metrics"
         case .pause: return "pause"
         case .resume: return "resume"
         case .describeInstance: return "describe instance"
+        case .describeVersion: return "describe version"
+        case .describeMachine: return "describe machine configuration"
         case .describeConfig: return "describe config"
         }
     }
@@ -127,23 +173,32 @@ public enum APIAction: Equatable, CustomStringConvertible {
 /// Maps requests to actions and builds the JSON of responses.
 public enum APIRouter {
     public static let appName = "swiftlet"
+    /// The Firecracker release whose API (and command line) Swiftlet speaks: GET /version,
+    /// GET /'s vmm_version and `firecracker --version` report it, because clients compare
+    /// it with the Firecracker versions they support (Kata Containers wants 0.21.1 or
+    /// later). 1.12's resources are those of 1.7 to 1.13 (huge_pages is 1.7's; 1.14 adds
+    /// pmem, serial and memory hotplug, which Swiftlet lacks).
+    public static let firecrackerVersion = "1.12.0"
     /// The largest mem_size_mib: 1 TiB.
     public static let maxMemoryMiB: UInt64 = 1 << 20
 
     private struct Resource {
         let path: String
-        let method: String
+        let methods: [String]
     }
 
     private static let resources: [Resource] = [
-        Resource(path: "/", method: "GET"),
-        Resource(path: "/vm/config", method: "GET"),
-        Resource(path: "/boot-source", method: "PUT"),
-        Resource(path: "/machine-config", method: "PUT"),
-        Resource(path: "/actions", method: "PUT"),
-        Resource(path: "/vm", method: "PATCH"),
-        Resource(path: "/entropy", method: "PUT"),
-        Resource(path: "/vsock", method: "PUT"),
+        Resource(path: "/", methods: ["GET"]),
+        Resource(path: "/version", methods: ["GET"]),
+        Resource(path: "/vm/config", methods: ["GET"]),
+        Resource(path: "/boot-source", methods: ["PUT"]),
+        Resource(path: "/machine-config", methods: ["GET", "PUT", "PATCH"]),
+        Resource(path: "/logger", methods: ["PUT"]),
+        Resource(path: "/metrics", methods: ["PUT"]),
+        Resource(path: "/actions", methods: ["PUT"]),
+        Resource(path: "/vm", methods: ["PATCH"]),
+        Resource(path: "/entropy", methods: ["PUT"]),
+        Resource(path: "/vsock", methods: ["PUT"]),
     ]
     static let drivesPrefix = "/drives/"
     static let networkInterfacesPrefix = "/network-interfaces/"
@@ -155,21 +210,23 @@ public enum APIRouter {
         guard let resource = resources.first(where: { $0.path == request.path }) else {
             throw APIError(status: 404, message: "no such resource: \(printable(request.path))")
         }
-        guard request.method == resource.method else {
-            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on \(resource.path); use \(resource.method)",
-                           allow: resource.method)
+        guard resource.methods.contains(request.method) else {
+            throw APIError(status: 405, message: "\(printable(request.method)) is not allowed on \(resource.path); use \(spoken(resource.methods))",
+                           allow: resource.methods.joined(separator: ", "))
         }
         switch resource.path {
         case "/": return .describeInstance
+        case "/version": return .describeVersion
         case "/vm/config": return .describeConfig
+        case "/logger":
+            try requireNotStarted(state, what: "configuring the logger")
+            return .configureLogger(try LoggerJSON.parse(try body(of: request)))
+        case "/metrics":
+            try requireNotStarted(state, what: "configuring the metrics")
+            return .configureMetrics(try MetricsJSON.parse(try body(of: request)))
         case "/entropy":
             try requireNotStarted(state, what: "configuring the entropy device")
-            var limiter: RateLimiterConfig?
-            for (name, value) in try body(of: request) {
-                guard name == "rate_limiter" else { throw unknownField(name, in: "entropy") }
-                limiter = try RateLimiterJSON.parse(value)
-            }
-            return .configureEntropy(rateLimiter: limiter)
+            return .configureEntropy(rateLimiter: try parseEntropy(try body(of: request)))
         case "/vsock":
             try requireNotStarted(state, what: "configuring the vsock device")
             return .configureVsock(try parseVsock(try body(of: request)))
@@ -177,14 +234,21 @@ public enum APIRouter {
             try requireNotStarted(state, what: "configuring the boot source")
             return .configureBootSource(try parseBootSource(try body(of: request)))
         case "/machine-config":
-            try requireNotStarted(state, what: "configuring the machine")
-            return .configureMachine(try parseMachineConfig(try body(of: request)))
+            switch request.method {
+            case "GET": return .describeMachine
+            case "PUT":
+                try requireNotStarted(state, what: "configuring the machine")
+                return .configureMachine(try parseMachineConfig(try body(of: request)))
+            default:
+                try requireNotStarted(state, what: "changing the machine configuration")
+                return .updateMachine(try parseMachineConfigUpdate(try body(of: request)))
+            }
         case "/actions":
-            let action = try parseAction(try body(of: request))
+            let (action, name) = try parseAction(try body(of: request))
             if action == .start {
-                try requireNotStarted(state, what: "InstanceStart")
+                try requireNotStarted(state, what: name)
             } else if state == .notStarted {
-                throw .badRequest("\(action == .sendCtrlAltDel ? "SendCtrlAltDel" : "this action") is not supported before the VM is started")
+                throw .badRequest("\(name) is not supported before the VM is started")
             }
             return action
         default:  // "/vm"
@@ -254,8 +318,8 @@ public enum APIRouter {
             case "iface_id": id = try identifier(value, field: name)
             case "host_dev_name":
                 let text = try string(value, field: name)
-                guard !text.isEmpty, text.utf8.count <= NetworkInterfaceConfig.maxTapNameLength, !text.hasSubstring("/") else {
-                    throw .badRequest("host_dev_name must be a tap name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters")
+                guard NetworkInterfaceConfig.isValidTapName(text) else {
+                    throw .badRequest("host_dev_name must be a tap name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters, without '/', ':' or spaces")
                 }
                 tap = text
             case "guest_mac":
@@ -274,6 +338,16 @@ public enum APIRouter {
         interface.rxRateLimiter = rx
         interface.txRateLimiter = tx
         return interface
+    }
+
+    /// PUT /entropy: {"rate_limiter"?}.
+    static func parseEntropy(_ members: [(String, JSONValue)]) throws(APIError) -> RateLimiterConfig? {
+        var limiter: RateLimiterConfig?
+        for (name, value) in members {
+            guard name == "rate_limiter" else { throw unknownField(name, in: "entropy") }
+            limiter = try RateLimiterJSON.parse(value)
+        }
+        return limiter
     }
 
     static func parseVsock(_ members: [(String, JSONValue)]) throws(APIError) -> VsockConfig {
@@ -359,7 +433,7 @@ public enum APIRouter {
         return id
     }
 
-    private static func boolean(_ value: JSONValue, field: String) throws(APIError) -> Bool {
+    static func boolean(_ value: JSONValue, field: String) throws(APIError) -> Bool {
         guard case .bool(let flag) = value else { throw .badRequest("\(field) must be a boolean, got \(value.typeName)") }
         return flag
     }
@@ -370,26 +444,38 @@ public enum APIRouter {
         }
     }
 
-    /// The body parsed as one JSON object's members.
+    /// The body parsed as one JSON object's members. The server has bounded its size
+    /// already (--http-api-max-payload-size, which may exceed the parser's default).
     private static func body(of request: HTTPRequest) throws(APIError) -> [(String, JSONValue)] {
         guard !request.body.isEmpty else { throw .badRequest("the request body is empty; expected a JSON object") }
         let value: JSONValue
         do {
-            value = try JSONParser.parse(request.body)
+            value = try JSONParser.parse(request.body, maxBytes: max(JSONParser.defaultMaxBytes, request.body.count))
         } catch {
             throw .badRequest(error.description)
         }
+        return try members(of: value, what: "the request body")
+    }
+
+    /// `value`'s members if it is an object.
+    static func members(of value: JSONValue, what: String) throws(APIError) -> [(String, JSONValue)] {
         guard case .object(let members) = value else {
-            throw .badRequest("the request body must be a JSON object, got \(value.typeName)")
+            throw .badRequest("\(what) must be a JSON object, got \(value.typeName)")
         }
         return members
     }
 
-    private static func unknownField(_ name: String, in resource: String) -> APIError {
+    /// "GET", "GET or PUT", "GET, PUT or PATCH".
+    private static func spoken(_ words: [String]) -> String {
+        guard words.count > 1 else { return words.first ?? "" }
+        return words.dropLast().joined(separator: ", ") + " or " + words[words.count - 1]
+    }
+
+    static func unknownField(_ name: String, in resource: String) -> APIError {
         .badRequest("unknown field \"\(printable(name))\" in \(resource)")
     }
 
-    private static func string(_ value: JSONValue, field: String) throws(APIError) -> String {
+    static func string(_ value: JSONValue, field: String) throws(APIError) -> String {
         guard case .string(let text) = value else {
             throw .badRequest("\(field) must be a string, got \(value.typeName)")
         }
@@ -397,13 +483,13 @@ public enum APIRouter {
         return text
     }
 
-    private static func path(_ value: JSONValue, field: String) throws(APIError) -> String {
+    static func path(_ value: JSONValue, field: String) throws(APIError) -> String {
         let text = try string(value, field: field)
         guard !text.isEmpty else { throw .badRequest("\(field) must not be empty") }
         return text
     }
 
-    private static func integer(_ value: JSONValue, field: String, in range: ClosedRange<Int64>) throws(APIError) -> Int64 {
+    static func integer(_ value: JSONValue, field: String, in range: ClosedRange<Int64>) throws(APIError) -> Int64 {
         guard case .integer(let n) = value else {
             throw .badRequest("\(field) must be an integer, got \(value.typeName)")
         }
@@ -429,43 +515,71 @@ public enum APIRouter {
         return BootSourceConfig(kernelImagePath: kernel, initrdPath: initrd, bootArgs: bootArgs)
     }
 
+    /// PUT /machine-config (and a config file's "machine-config"): vcpu_count and
+    /// mem_size_mib required, the rest their defaults when left out, as in Firecracker.
     static func parseMachineConfig(_ members: [(String, JSONValue)]) throws(APIError) -> MachineConfig {
-        var cpus: Int64?
-        var memory: Int64?
-        var hugePages = HugePages.none
+        let fields = try parseMachineConfigUpdate(members, allowEmpty: true)
+        guard let cpus = fields.vcpuCount else { throw .badRequest("missing required field \"vcpu_count\"") }
+        guard let memory = fields.memSizeMiB else { throw .badRequest("missing required field \"mem_size_mib\"") }
+        return MachineConfig(vcpuCount: cpus, memSizeMiB: memory, hugePages: fields.hugePages ?? .none,
+                             trackDirtyPages: fields.trackDirtyPages ?? false)
+    }
+
+    /// PATCH /machine-config: any of the fields, at least one.
+    static func parseMachineConfigUpdate(_ members: [(String, JSONValue)], allowEmpty: Bool = false) throws(APIError) -> MachineConfigUpdate {
+        guard allowEmpty || !members.isEmpty else { throw .badRequest("the PATCH names no machine-config field to change") }
+        var update = MachineConfigUpdate()
         for (name, value) in members {
             switch name {
             case "vcpu_count":
-                cpus = try integer(value, field: name, in: 1...Int64(VMConfig.maxCPUs))
+                update.vcpuCount = Int(try integer(value, field: name, in: 1...Int64(VMConfig.maxCPUs)))
             case "mem_size_mib":
-                memory = try integer(value, field: name, in: Int64(VMConfig.minMemoryMiB)...Int64(maxMemoryMiB))
+                update.memSizeMiB = UInt64(try integer(value, field: name, in: Int64(VMConfig.minMemoryMiB)...Int64(maxMemoryMiB)))
             case "smt":
-                guard try !boolean(value, field: name) else { throw .badRequest("smt is not supported; set it to false or leave it out") }
+                guard try !boolean(value, field: name) else { throw .badRequest(smtRefusal) }
             case "track_dirty_pages":
-                _ = try boolean(value, field: name)
+                update.trackDirtyPages = try boolean(value, field: name)
             case "huge_pages":
                 switch try string(value, field: name) {
-                case "None": hugePages = .none
-                case "2M": hugePages = .twoMiB
+                case "None": update.hugePages = HugePages.none
+                case "2M": update.hugePages = .twoMiB
                 case let other: throw .badRequest("huge_pages must be \"None\" or \"2M\", got \"\(printable(other))\"")
+                }
+            case "cpu_template":
+                // Firecracker's static CPU templates (C3, T2, V1N1, …) shape CPUID or the
+                // arm64 ID registers; Swiftlet has none, so only "None" (no template) is true.
+                if value != .null, try string(value, field: name) != "None" {
+                    throw .badRequest("cpu_template: Swiftlet has no CPU templates; set it to \"None\" or leave it out")
                 }
             default: throw unknownField(name, in: "machine-config")
             }
         }
-        guard let cpus else { throw .badRequest("missing required field \"vcpu_count\"") }
-        guard let memory else { throw .badRequest("missing required field \"mem_size_mib\"") }
-        return MachineConfig(vcpuCount: Int(cpus), memSizeMiB: UInt64(memory), hugePages: hugePages)
+        return update
     }
 
-    static func parseAction(_ members: [(String, JSONValue)]) throws(APIError) -> APIAction {
-        var action: APIAction?
+    /// Why `smt: true` is refused. Firecracker refuses it on aarch64 with this message;
+    /// on x86_64 it gives the guest two threads per core, which Swiftlet does not (its
+    /// CPUID describes one thread per core), so it is refused there too.
+    static var smtRefusal: String {
+        #if arch(arm64)
+        return "Machine config error: Enabling simultaneous multithreading is not supported on aarch64."
+        #else
+        return "Machine config error: Enabling simultaneous multithreading is not supported: Swiftlet's vCPUs are one thread per core; set smt to false or leave it out."
+        #endif
+    }
+
+    /// The action and its name (for messages).
+    static func parseAction(_ members: [(String, JSONValue)]) throws(APIError) -> (APIAction, String) {
+        var action: (APIAction, String)?
         for (name, value) in members {
             guard name == "action_type" else { throw unknownField(name, in: "actions") }
-            switch try string(value, field: name) {
-            case "InstanceStart": action = .start
-            case "SendCtrlAltDel": action = .sendCtrlAltDel
+            let type = try string(value, field: name)
+            switch type {
+            case "InstanceStart": action = (.start, type)
+            case "SendCtrlAltDel": action = (.sendCtrlAltDel, type)
+            case "FlushMetrics": action = (.flushMetrics, type)
             case let other:
-                throw .badRequest("unknown action_type \"\(printable(other))\"; expected InstanceStart or SendCtrlAltDel")
+                throw .badRequest("unknown action_type \"\(printable(other))\"; expected InstanceStart, SendCtrlAltDel or FlushMetrics")
             }
         }
         guard let action else { throw .badRequest("missing required field \"action_type\"") }
@@ -489,13 +603,31 @@ public enum APIRouter {
 
     // MARK: response bodies
 
-    /// GET / : {"id", "state", "vmm_version", "app_name"}.
-    public static func instanceInfo(id: String, state: InstanceState, vmmVersion: String) -> JSONValue {
+    /// GET / : {"id", "state", "vmm_version", "app_name"}. vmm_version is the Firecracker
+    /// version (clients compare it with Firecracker's); app_name says it is Swiftlet.
+    public static func instanceInfo(id: String, state: InstanceState, vmmVersion: String = firecrackerVersion) -> JSONValue {
         .object([
             ("id", .string(id)),
             ("state", .string(state.description)),
             ("vmm_version", .string(vmmVersion)),
             ("app_name", .string(appName)),
+        ])
+    }
+
+    /// GET /version : {"firecracker_version"}.
+    public static func version() -> JSONValue {
+        .object([("firecracker_version", .string(firecrackerVersion))])
+    }
+
+    /// GET /machine-config, and "machine-config" in GET /vm/config, with Firecracker's
+    /// fields (no cpu_template: Firecracker leaves it out when there is none).
+    public static func machineConfig(_ config: VMConfig) -> JSONValue {
+        .object([
+            ("vcpu_count", .integer(Int64(config.cpus))),
+            ("mem_size_mib", .integer(Int64(clamping: config.memoryMiB))),
+            ("smt", .bool(false)),
+            ("track_dirty_pages", .bool(config.trackDirtyPages)),
+            ("huge_pages", .string(config.hugePages == .twoMiB ? "2M" : "None")),
         ])
     }
 
@@ -506,12 +638,6 @@ public enum APIRouter {
         if let kernel = config.kernelPath { boot.append(("kernel_image_path", .string(kernel))) }
         if let initrd = config.initrdPath { boot.append(("initrd_path", .string(initrd))) }
         if let args = config.cmdline { boot.append(("boot_args", .string(args))) }
-        let machine: [(String, JSONValue)] = [
-            ("vcpu_count", .integer(Int64(config.cpus))),
-            ("mem_size_mib", .integer(Int64(clamping: config.memoryMiB))),
-            ("smt", .bool(false)),
-            ("huge_pages", .string(config.hugePages == .twoMiB ? "2M" : "None")),
-        ]
         var drives: [JSONValue] = []
         for disk in config.disks {
             var members: [(String, JSONValue)] = [
@@ -534,7 +660,7 @@ public enum APIRouter {
             members.append(("tx_rate_limiter", RateLimiterJSON.json(interface.txRateLimiter)))
             interfaces.append(.object(members))
         }
-        return .object([("boot-source", .object(boot)), ("machine-config", .object(machine)),
+        return .object([("boot-source", .object(boot)), ("machine-config", machineConfig(config)),
                         ("drives", .array(drives)), ("network-interfaces", .array(interfaces)),
                         ("vsock", config.vsock.map { .object([("guest_cid", .integer(Int64(clamping: $0.guestCID))), ("uds_path", .string($0.udsPath))]) } ?? .null),
                         ("entropy", config.entropy ? .object([("rate_limiter", RateLimiterJSON.json(config.entropyRateLimiter))]) : .null)])

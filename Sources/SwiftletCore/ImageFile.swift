@@ -69,6 +69,20 @@ public final class ImageFile {
         return ImageHeader(path: path, bytes: bytes, fileSize: size)
     }
 
+    /// The whole file, which must be at most `maxBytes` (a small file such as a
+    /// configuration; images are never read whole).
+    public func contents(maxBytes: Int) throws(SwiftletError) -> [UInt8] {
+        guard size <= UInt64(maxBytes) else {
+            throw .invalidArgument("\(what) \(path) is \(size) bytes, more than the limit of \(maxBytes)")
+        }
+        let count = Int(size)
+        guard count > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let done = bytes.withUnsafeMutableBytes { readFully(into: $0.baseAddress!, count: count, at: 0) }
+        guard done == count else { throw readError(done) }
+        return bytes
+    }
+
     /// Reads `length` bytes from `fileOffset` straight into guest memory at `address`; the
     /// range must lie inside guest RAM and inside the file.
     public func copy(into memory: GuestMemory, at address: UInt64, fileOffset: UInt64 = 0, length: UInt64) throws(SwiftletError) {

@@ -38,7 +38,7 @@ public enum RunOptions {
     \(RateLimiterOptions.help)
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
-                           --kernel, wait to be configured through it
+                           --kernel or --config-file, wait to be configured through it
       --no-reboot          a guest reboot ends swiftlet with status 0 instead
       --stats              at exit, print the VM's exits by kind and each device's
                            reads and writes (of the last boot) on stderr
@@ -46,7 +46,11 @@ public enum RunOptions {
       --sve                arm64: give the guest SVE (needs KVM_CAP_ARM_SVE)
       --pauth              arm64: give the guest pointer authentication
                            (needs KVM_CAP_ARM_PTRAUTH_ADDRESS and _GENERIC)
+      --version            print the version
       -h, --help           show this help
+
+    Firecracker's flags (when this binary runs as `firecracker`, its whole command line):
+    \(firecrackerFlagsHelp)
 
     Console and signals:
       When stdin is a terminal it is put in raw mode (restored on exit) and Ctrl-A x quits;
@@ -55,13 +59,76 @@ public enum RunOptions {
       SIGHUP or a second SIGTERM stop at once. Bad input exits 2, VMM errors 1.
     """
 
+    /// Firecracker's flags, for both usages.
+    static let firecrackerFlagsHelp = """
+      --api-sock PATH      serve the API on this Unix socket (the same as --api-socket)
+      --config-file PATH   a Firecracker JSON configuration (boot-source, machine-config,
+                           drives, network-interfaces, vsock, entropy, logger, metrics):
+                           the VM starts from it at once, with no API call; it replaces
+                           the flags that describe the VM (--kernel, --disk, ...)
+      --no-api             serve no API (needs --config-file)
+      --id ID              the instance id (1 to 64 letters, digits or '-')
+      --log-path PATH      the logger's file or named pipe
+      --level LEVEL        the log level: \(LogLevel.accepted)
+      --module PATH        log only the messages of this module
+      --show-level         put the level in each log line
+      --show-log-origin    put the source file and line in each log line
+      --metrics-path PATH  the metrics' file or named pipe
+      --boot-timer         the boot-timer device (logs the guest's boot time)
+      --http-api-max-payload-size BYTES
+                           the largest API request body (default \(VMConfig.defaultAPIMaxPayloadBytes))
+      --no-seccomp         accepted and recorded (Swiftlet installs no seccomp filters)
+      --start-time-us US, --start-time-cpu-us US, --parent-cpu-time-us US
+                           the jailer's start times, for the metrics
+      Refused, with the reason: --seccomp-filter (Firecracker's compiled filters),
+      --metadata and --mmds-size-limit (no MMDS), --enable-pci (virtio-mmio only),
+      --snapshot-version and --describe-snapshot (no snapshots).
+    """
+
+    /// `firecracker --help`.
+    public static let firecrackerUsage = """
+    Usage: firecracker [OPTIONS] [-- IGNORED...]
+
+    This is Swiftlet, a KVM virtual machine monitor, run under the name firecracker: it takes
+    Firecracker's command line and serves Firecracker's API, so Firecracker's tools drive it.
+    Without --config-file it waits to be configured through the API socket (by default
+    \(FirecrackerDefaults.apiSocketPath)). Other defaults are Firecracker's too: instance id
+    \(FirecrackerDefaults.instanceID), \(FirecrackerDefaults.memoryMiB) MiB of guest RAM, and a guest reboot
+    ends the VMM (status 0). Bad input exits 2, VMM errors 1.
+
+    Options:
+    \(firecrackerFlagsHelp)
+      --version            print Firecracker's version line (the API version Swiftlet
+                           speaks), then Swiftlet's
+      -h, --help           show this help
+    """
+
     public enum Parsed: Equatable {
         case run(VMConfig)
         case help
+        case version
     }
 
-    public static func parse(_ arguments: [String]) throws(SwiftletError) -> Parsed {
+    /// Swiftlet's flags that shape the VM: a config file does that instead, so they do not
+    /// go with --config-file (one description of the VM, not two to merge).
+    static let vmShapeFlags: Set<String> = ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--hugepages",
+                                            "--disk", "--net", "--vsock", "--rng"]
+
+    /// `arguments` (without the program name) as `dialect` reads them: `swiftlet run`'s
+    /// flags and Firecracker's, or (`.firecracker`) Firecracker's alone, with its defaults,
+    /// its --help and --version anywhere, and what follows a `--` left to other programs.
+    public static func parse(_ arguments: [String], dialect: CommandLineDialect = .swiftlet) throws(SwiftletError) -> Parsed {
+        var arguments = arguments
         var config = VMConfig()
+        if dialect == .firecracker {
+            if let separator = arguments.firstIndex(of: "--") { arguments = Array(arguments[..<separator]) }
+            if arguments.contains("--help") || arguments.contains("-h") { return .help }
+            if arguments.contains("--version") { return .version }
+            config.memoryMiB = FirecrackerDefaults.memoryMiB
+            config.rebootOnReset = FirecrackerDefaults.rebootOnReset
+        }
+        var firecracker = FirecrackerFlags()
+        var shapedBy: String?
         var index = 0
         func value(_ flag: String) throws(SwiftletError) -> String {
             index += 1
@@ -79,8 +146,18 @@ public enum RunOptions {
                 if let inlineValue { return inlineValue }
                 return try value(argument)
             }
+            if try firecracker.apply(argument, to: &config, value: next) {
+                index += 1
+                continue
+            }
+            guard dialect == .swiftlet else {
+                if argument.hasPrefix("-") { throw .invalidArgument("unknown option \(argument) (Firecracker's command line: see firecracker --help)") }
+                throw .invalidArgument("unexpected argument \(argument) (Firecracker's command line: see firecracker --help)")
+            }
+            if vmShapeFlags.contains(argument) { shapedBy = shapedBy ?? argument }
             switch argument {
             case "-h", "--help": return .help
+            case "--version": return .version
             case "--kernel": config.kernelPath = try nonEmpty(try next(), argument)
             case "--initrd": config.initrdPath = try nonEmpty(try next(), argument)
             case "--cmdline": config.cmdline = try next()
@@ -94,7 +171,6 @@ public enum RunOptions {
                 default: throw .invalidArgument("--hugepages takes 2M or none, got '\(size)'")
                 }
             case "--dump-dtb": config.dumpDTBPath = try nonEmpty(try next(), argument)
-            case "--api-socket": config.apiSocketPath = try nonEmpty(try next(), argument)
             case "--disk": config.disks.append(try parseDisk(try next(), index: config.disks.count))
             case "--net": config.networkInterfaces.append(try parseNet(try next(), index: config.networkInterfaces.count))
             case "--vsock": config.vsock = try parseVsock(try next())
@@ -112,8 +188,12 @@ public enum RunOptions {
             }
             index += 1
         }
-        if config.kernelPath == nil && config.apiSocketPath == nil {
-            throw .invalidArgument("--kernel PATH is required (see swiftlet run --help)")
+        try firecracker.finish(&config, dialect: dialect)
+        if config.configFilePath != nil, let shapedBy {
+            throw .invalidArgument("\(shapedBy) cannot be combined with --config-file: the config file describes the VM")
+        }
+        if config.kernelPath == nil && config.apiSocketPath == nil && config.configFilePath == nil {
+            throw .invalidArgument("--kernel PATH is required, or --config-file PATH, or --api-socket PATH to configure the VM through the API (see swiftlet run --help)")
         }
         try config.validate()
         return .run(config)
@@ -165,8 +245,8 @@ public enum RunOptions {
             let key = String(item[..<equals]), value = String(item[item.index(after: equals)...])
             switch key {
             case "tap":
-                guard !value.isEmpty, value.utf8.count <= NetworkInterfaceConfig.maxTapNameLength else {
-                    throw .invalidArgument("--net tap= needs an interface name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters, got '\(value)'")
+                guard NetworkInterfaceConfig.isValidTapName(value) else {
+                    throw .invalidArgument("--net tap= needs an interface name of 1 to \(NetworkInterfaceConfig.maxTapNameLength) characters, without '/', ':' or spaces")
                 }
                 tap = value
             case "mac":

@@ -30,3 +30,12 @@ public func processArguments() -> [String] {
     }
     return arguments
 }
+
+/// argv[0]'s last path component: the name the program was run under (`firecracker` asks
+/// for Firecracker's command line).
+public func processName() -> String {
+    guard let argv = sl_argv(), sl_argc() > 0, let first = argv[0] else { return "" }
+    let name = String(cString: first)
+    guard let slash = name.lastIndex(of: "/") else { return name }
+    return String(name[name.index(after: slash)...])
+}

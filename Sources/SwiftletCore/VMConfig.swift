@@ -29,6 +29,29 @@ public struct VMConfig: Equatable {
     /// A virtio-vsock device with Firecracker's Unix-socket host side.
     public var vsock: VsockConfig?
 
+    /// Firecracker's instance id (`--id`): GET / reports it, logs and metrics name it. nil:
+    /// the command line's default (Firecracker's "anonymous-instance", or swiftlet-PID).
+    public var instanceID: String?
+    /// `--config-file`: a Firecracker JSON file describing the VM. Read by the executable
+    /// (its parser is the API's), which fills in this configuration from it.
+    public var configFilePath: String?
+    /// machine-config `track_dirty_pages`: kept and reported; nothing uses dirty pages yet
+    /// (they are for snapshots).
+    public var trackDirtyPages = false
+    /// The logger's configuration (`--log-path`, `--level`, …, PUT /logger).
+    public var logger: LoggerConfig?
+    /// The metrics writer's configuration (`--metrics-path`, PUT /metrics).
+    public var metrics: MetricsConfig?
+    /// `--boot-timer`: the boot-timer device, which logs the time from InstanceStart to the
+    /// guest's first write to it.
+    public var bootTimer = false
+    /// `--no-seccomp`: no seccomp filter for the VMM's threads.
+    public var seccompDisabled = false
+    /// `--http-api-max-payload-size`: the largest request body the API accepts.
+    public var apiMaxPayloadBytes = VMConfig.defaultAPIMaxPayloadBytes
+    /// The jailer's `--start-time-us`, `--start-time-cpu-us` and `--parent-cpu-time-us`.
+    public var processStartTimes: ProcessStartTimes?
+
     public init() {}
 
     public static let maxCPUs = 512
@@ -37,6 +60,19 @@ public struct VMConfig: Equatable {
     public var memoryBytes: UInt64 { memoryMiB << 20 }
     public static let maxDriveIDLength = 64
     public static let maxInterfaceIDLength = 64
+    public static let maxInstanceIDLength = 64
+    /// Request bodies up to 64 KiB: the largest (a drive with two rate limiters) is well
+    /// under 1 KiB, and every connection may hold one.
+    public static let defaultAPIMaxPayloadBytes = 64 * 1024
+
+    /// Firecracker's instance ids: 1 to 64 letters, digits and '-' (ASCII here: the id ends
+    /// up in file names, log lines and metrics).
+    public static func validateInstanceID(_ id: String) throws(SwiftletError) {
+        guard !id.isEmpty, id.utf8.count <= maxInstanceIDLength,
+              id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }) else {
+            throw .invalidArgument("--id must be 1 to \(maxInstanceIDLength) letters, digits or '-', got '\(id)'")
+        }
+    }
 
     /// Adds a network interface, or replaces the one with its id (the API's PUT
     /// /network-interfaces).
@@ -122,6 +158,23 @@ public struct VMConfig: Equatable {
     }
 }
 
+/// When the process was started, as the jailer measured it (microseconds): the metrics
+/// report the VMM's start-up time from them.
+public struct ProcessStartTimes: Equatable {
+    /// Wall clock at the jailer's start (`--start-time-us`).
+    public var startTimeUs: UInt64?
+    /// The jailer's CPU time at its start (`--start-time-cpu-us`).
+    public var startCPUTimeUs: UInt64?
+    /// The jailer's own CPU time (`--parent-cpu-time-us`).
+    public var parentCPUTimeUs: UInt64?
+
+    public init(startTimeUs: UInt64? = nil, startCPUTimeUs: UInt64? = nil, parentCPUTimeUs: UInt64? = nil) {
+        self.startTimeUs = startTimeUs
+        self.startCPUTimeUs = startCPUTimeUs
+        self.parentCPUTimeUs = parentCPUTimeUs
+    }
+}
+
 /// One virtio-blk disk (CLI `--disk`, API `PUT /drives/{drive_id}`).
 public struct DiskConfig: Equatable {
     /// drive_id: names the disk in the API, and is its serial (GET_ID) unless too long.
@@ -159,6 +212,14 @@ public struct NetworkInterfaceConfig: Equatable {
     public static let minimumMTU = 68
     /// IFNAMSIZ less the NUL.
     public static let maxTapNameLength = 15
+
+    /// A name Linux accepts for a network interface (its dev_valid_name): 1 to 15 bytes, not
+    /// "." or "..", no '/', ':', whitespace or control characters. Refused here, a bad name
+    /// is a clear message (and one line) instead of a failure to open the tap.
+    public static func isValidTapName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= maxTapNameLength, name != ".", name != ".." else { return false }
+        return name.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: ":") }
+    }
 
     public init(id: String, tapName: String, mac: MACAddress? = nil) {
         self.id = id

@@ -27,6 +27,10 @@ final class Controller {
     private var console: ConsoleOutput?
     /// Set once the server exists (it holds a handler that calls back into this object).
     var server: APIServer?
+    /// Writes the metrics now (the FlushMetrics action): set by the metrics writer, which
+    /// exists when a metrics path is configured. Without a metrics path FlushMetrics writes
+    /// nothing and succeeds, as Firecracker's does.
+    var flushMetrics: (() throws(SwiftletError) -> Void)?
 
     init(config: VMConfig, system: KVMSystem, loop: MainLoop, id: String) {
         self.config = config
@@ -137,28 +141,25 @@ final class Controller {
     private func perform(_ action: APIAction, _ ticket: APIServer.Ticket) throws(APIError) -> APIReply {
         switch action {
         case .describeInstance:
-            return .now(.json(APIRouter.instanceInfo(id: id, state: state, vmmVersion: swiftletVersion)))
+            return .now(.json(APIRouter.instanceInfo(id: id, state: state)))
+        case .describeVersion:
+            return .now(.json(APIRouter.version()))
+        case .describeMachine:
+            return .now(.json(APIRouter.machineConfig(config)))
         case .describeConfig:
             return .now(.json(APIRouter.vmConfig(config)))
-        case .configureBootSource(let boot):
+        case .configureBootSource, .configureMachine, .updateMachine, .configureDrive, .configureNetworkInterface,
+             .configureVsock, .configureEntropy, .configureLogger, .configureMetrics:
             try refuseWhileStarting()
             var updated = config
-            boot.apply(to: &updated)
-            config = updated
-            return .now(.noContent())
-        case .configureMachine(let machine):
-            try refuseWhileStarting()
-            var updated = config
-            machine.apply(to: &updated)
+            _ = try action.configure(&updated)
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
             config = updated
             return .now(.noContent())
-        case .configureDrive(let disk):
-            try refuseWhileStarting()
-            var updated = config
-            updated.setDisk(disk)
-            do { try updated.validate() } catch { throw .badRequest("\(error)") }
-            config = updated
+        case .flushMetrics:
+            guard config.metrics != nil else { return .now(.noContent()) }
+            guard let flushMetrics else { throw APIError(status: 500, message: "the metrics are configured but no metrics writer is running") }
+            do { try flushMetrics() } catch { throw APIError(status: error.isBadInput ? 400 : 500, message: "cannot write the metrics: \(error)") }
             return .now(.noContent())
         case .updateDrive(let id, let path, let limiter):
             try refuseWhileRebooting()
@@ -180,25 +181,6 @@ final class Controller {
             do { try vm.devices.updateNetworkLimits(of: id, rx: rx, tx: tx) } catch { throw .badRequest("\(error)") }
             if let rx { config.networkInterfaces[index].rxRateLimiter = RateLimiterConfig.patched(config.networkInterfaces[index].rxRateLimiter, with: rx) }
             if let tx { config.networkInterfaces[index].txRateLimiter = RateLimiterConfig.patched(config.networkInterfaces[index].txRateLimiter, with: tx) }
-            return .now(.noContent())
-        case .configureNetworkInterface(let interface):
-            try refuseWhileStarting()
-            var updated = config
-            updated.setNetworkInterface(interface)
-            do { try updated.validate() } catch { throw .badRequest("\(error)") }
-            config = updated
-            return .now(.noContent())
-        case .configureVsock(let vsock):
-            try refuseWhileStarting()
-            var updated = config
-            updated.vsock = vsock
-            do { try updated.validate() } catch { throw .badRequest("\(error)") }
-            config = updated
-            return .now(.noContent())
-        case .configureEntropy(let limiter):
-            try refuseWhileStarting()
-            config.entropy = true
-            config.entropyRateLimiter = limiter
             return .now(.noContent())
         case .start:
             try refuseWhileStarting()

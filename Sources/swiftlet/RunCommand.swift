@@ -11,21 +11,46 @@ import X86_64
 typealias HostMachine = X86Machine
 #endif
 
-/// `swiftlet run`: parse flags, build the host architecture's machine, run it; with
-/// --api-socket, serve the control API too (and without --kernel, wait to be configured).
+/// `swiftlet run` (and the binary run as `firecracker`): parse flags and the config file,
+/// build the host architecture's machine, run it; with an API socket, serve the control
+/// API too (and with no kernel yet, wait to be configured).
 enum RunCommand {
-    static func main(_ arguments: [String]) -> Int32 {
+    static func main(_ arguments: [String], dialect: CommandLineDialect = .swiftlet) -> Int32 {
         do {
-            switch try RunOptions.parse(arguments) {
+            switch try RunOptions.parse(arguments, dialect: dialect) {
             case .help:
-                print(RunOptions.usage)
+                print(dialect == .firecracker ? RunOptions.firecrackerUsage : RunOptions.usage)
                 return 0
-            case .run(let config):
+            case .version:
+                print(versionText(dialect))
+                return 0
+            case .run(var config):
+                if let path = config.configFilePath { try loadConfigFile(path, into: &config) }
                 return try run(config)
             }
         } catch {
             printError("swiftlet: \(error)")
             return error.isBadInput ? 2 : 1
+        }
+    }
+
+    /// `firecracker --version` answers as Firecracker does on its first line, which is
+    /// what tools parse (Kata Containers takes the second word, less its "v", as the
+    /// version: at least 0.21.1), then says which Swiftlet this is.
+    static func versionText(_ dialect: CommandLineDialect) -> String {
+        let swiftlet = "swiftlet \(swiftletVersion) (\(HostMachine.name))"
+        guard dialect == .firecracker else { return swiftlet }
+        return "Firecracker v\(APIRouter.firecrackerVersion)\n\(swiftlet), speaking Firecracker v\(APIRouter.firecrackerVersion)'s command line and API"
+    }
+
+    /// --config-file: the file's configuration on top of the command line's. Every problem
+    /// is one line naming the file (opening and reading errors name it already).
+    static func loadConfigFile(_ path: String, into config: inout VMConfig) throws(SwiftletError) {
+        let bytes = try ImageFile.open(path, what: "config file").contents(maxBytes: ConfigFile.maxBytes)
+        do {
+            try ConfigFile.apply(bytes, to: &config)
+        } catch {
+            throw .invalidArgument("config file \(path): \(error)")
         }
     }
 
@@ -36,12 +61,12 @@ enum RunCommand {
             return 0
         }
         let loop = try MainLoop()
-        let controller = Controller(config: config, system: system, loop: loop, id: "swiftlet-\(getpid())")
+        let controller = Controller(config: config, system: system, loop: loop, id: config.instanceID ?? "swiftlet-\(getpid())")
         // The socket file goes on every way out (the handler keeps the server alive, so its
         // deinit would not run before exit).
         defer { controller.server?.shutDown() }
         if let path = config.apiSocketPath {
-            let api = try APIServer(path: path) { request, ticket in controller.handle(request, ticket) }
+            let api = try APIServer(path: path, maxBodyBytes: config.apiMaxPayloadBytes) { request, ticket in controller.handle(request, ticket) }
             loop.add(api)
             controller.server = api   // the socket lives until the VM ends
         }

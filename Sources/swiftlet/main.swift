@@ -9,13 +9,17 @@ Usage: swiftlet COMMAND [OPTIONS]
 Swiftlet is a small KVM virtual machine monitor for arm64 and x86_64 Linux hosts.
 
 Commands:
-  run        boot a kernel in a new VM (swiftlet run --help)
+  run        boot a kernel in a new VM (swiftlet run --help); also takes
+             Firecracker's flags (--api-sock, --config-file, ...)
   ctl        send a request to a running VM's control API (swiftlet ctl --help)
   version    print the version
 
 Options:
   -h, --help     show this help
   -V, --version  print the version
+
+Run under the name firecracker (a link or copy named firecracker, or firecracker-*),
+the whole command line is Firecracker's: firecracker --help.
 """
 
 // A client that goes away must not kill the VMM: writes report EPIPE instead.
@@ -23,6 +27,9 @@ sl_ignore_signal(SIGPIPE)
 let arguments = processArguments()
 // Embedded Swift has no main actor: the top-level variable is this thread's alone.
 nonisolated(unsafe) var status: Int32 = 0
+if CommandLineDialect.forProgramName(processName()) == .firecracker {
+    exit(RunCommand.main(arguments, dialect: .firecracker))
+}
 switch arguments.first {
 case nil:
     printError(usage)

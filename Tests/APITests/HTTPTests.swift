@@ -144,7 +144,7 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual(requests(parseAll("GET / HTTP/1.1\r\n" + h64 + "\r\n")).count, 1)
         XCTAssertEqual(errorStatus(parseAll("GET / HTTP/1.1\r\n" + h64 + "X-64: v\r\n\r\n")), 431)
         // Body limit.
-        let big = String(repeating: " ", count: HTTPRequestParser.maxBodyBytes)
+        let big = String(repeating: " ", count: HTTPRequestParser.defaultMaxBodyBytes)
         XCTAssertEqual(requests(parseAll("PUT /vm HTTP/1.1\r\nContent-Length: \(big.utf8.count)\r\n\r\n" + big)).count, 1)
         XCTAssertEqual(errorStatus(parseAll("PUT /vm HTTP/1.1\r\nContent-Length: \(big.utf8.count + 1)\r\n\r\n")), 413)
     }

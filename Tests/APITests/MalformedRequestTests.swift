@@ -125,7 +125,7 @@ final class MalformedRequestTests: XCTestCase {
         c("pause before start", vm(#"{"state": "Paused"}"#), status: 400),
         c("resume before start", vm(#"{"state": "Resumed"}"#), status: 400),
         // --- bad paths and methods
-        c("unknown path", httpRequest("GET", "/metrics"), status: 404),
+        c("unknown path", httpRequest("GET", "/mmds"), status: 404),
         c("unknown nested path", httpRequest("PUT", "/vm/config/x", "{}"), status: 404),
         c("trailing slash", httpRequest("PUT", "/actions/", #"{"action_type": "InstanceStart"}"#), status: 404),
         c("double slash", httpRequest("GET", "//"), status: 404),
@@ -135,7 +135,9 @@ final class MalformedRequestTests: XCTestCase {
         c("POST actions", httpRequest("POST", "/actions", #"{"action_type": "InstanceStart"}"#), status: 405),
         c("PUT vm", httpRequest("PUT", "/vm", #"{"state": "Paused"}"#), state: .running, status: 405),
         c("DELETE root", httpRequest("DELETE", "/"), status: 405),
-        c("PATCH machine-config", httpRequest("PATCH", "/machine-config", #"{"vcpu_count": 1}"#), status: 405),
+        c("PATCH machine-config after start", httpRequest("PATCH", "/machine-config", #"{"vcpu_count": 1}"#), state: .running, status: 400),
+        c("GET metrics", httpRequest("GET", "/metrics"), status: 405),
+        c("FlushMetrics before start", actions(#"{"action_type": "FlushMetrics"}"#), status: 400),
         c("lowercase method", httpRequest("get", "/"), status: 405),
         c("HEAD root", httpRequest("HEAD", "/"), status: 405),
         c("invalid method chars", "G(T / HTTP/1.1\r\n\r\n", status: 400),
@@ -240,7 +242,7 @@ final class MalformedRequestTests: XCTestCase {
             let results = drain(&parser)
             let whole = outcome(results, state: testCase.state)
             check(testCase, whole, "fed whole")
-            XCTAssertLessThanOrEqual(parser.bufferedByteCount, HTTPRequestParser.maxHeadBytes + HTTPRequestParser.maxBodyBytes,
+            XCTAssertLessThanOrEqual(parser.bufferedByteCount, HTTPRequestParser.maxHeadBytes + HTTPRequestParser.defaultMaxBodyBytes,
                                      testCase.name)
 
             // In small chunks, parsing after each: the same outcome, and the buffer stays bounded.
@@ -258,7 +260,7 @@ final class MalformedRequestTests: XCTestCase {
                     if case .error = result { break outer }
                 }
                 XCTAssertLessThanOrEqual(chunked.bufferedByteCount,
-                                         HTTPRequestParser.maxHeadBytes + HTTPRequestParser.maxBodyBytes + 200, testCase.name)
+                                         HTTPRequestParser.maxHeadBytes + HTTPRequestParser.defaultMaxBodyBytes + 200, testCase.name)
             }
             if chunkResults.isEmpty { chunkResults = [chunked.next()] }
             let pieces = outcome(chunkResults, state: testCase.state)

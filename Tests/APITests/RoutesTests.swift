@@ -62,7 +62,7 @@ final class RoutesTests: XCTestCase {
                        .configureMachine(MachineConfig(vcpuCount: 2, memSizeMiB: 1024)))
         XCTAssertEqual(action(httpRequest("PUT", "/machine-config",
                                           #"{"mem_size_mib": 2, "vcpu_count": \#(VMConfig.maxCPUs), "smt": false, "track_dirty_pages": true}"#)),
-                       .configureMachine(MachineConfig(vcpuCount: VMConfig.maxCPUs, memSizeMiB: 2)))
+                       .configureMachine(MachineConfig(vcpuCount: VMConfig.maxCPUs, memSizeMiB: 2, trackDirtyPages: true)))
         XCTAssertEqual(action(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 1048576}"#)),
                        .configureMachine(MachineConfig(vcpuCount: 1, memSizeMiB: 1 << 20)))
         XCTAssertEqual(fault(httpRequest("PUT", "/machine-config", #"{"vcpu_count": 0, "mem_size_mib": 128}"#))?.message,
@@ -123,7 +123,7 @@ final class RoutesTests: XCTestCase {
             XCTAssertEqual(fault(machine, state: state)?.message, "configuring the machine is not supported after the VM has started")
         }
         XCTAssertEqual(fault(httpRequest("PUT", "/actions", #"{"action_type": "Shutdown"}"#), state: .running)?.message,
-                       "unknown action_type \"Shutdown\"; expected InstanceStart or SendCtrlAltDel")
+                       "unknown action_type \"Shutdown\"; expected InstanceStart, SendCtrlAltDel or FlushMetrics")
         XCTAssertEqual(fault(httpRequest("PATCH", "/vm", #"{"state": "Running"}"#), state: .running)?.status, 400)
     }
 
@@ -159,7 +159,7 @@ final class RoutesTests: XCTestCase {
     func testVMConfigJSON() throws {
         var config = VMConfig()
         XCTAssertEqual(APIRouter.vmConfig(config).serialized(),
-                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
+                       #"{"boot-source":{},"machine-config":{"vcpu_count":1,"mem_size_mib":256,"smt":false,"track_dirty_pages":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         config.kernelPath = "/boot/Image"
         config.initrdPath = "/boot/initrd"
         config.cmdline = "console=ttyAMA0 \"quoted\""
@@ -167,7 +167,7 @@ final class RoutesTests: XCTestCase {
         config.memoryMiB = 1024
         let json = APIRouter.vmConfig(config)
         XCTAssertEqual(json.serialized(),
-                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
+                       #"{"boot-source":{"kernel_image_path":"/boot/Image","initrd_path":"/boot/initrd","boot_args":"console=ttyAMA0 \"quoted\""},"machine-config":{"vcpu_count":4,"mem_size_mib":1024,"smt":false,"track_dirty_pages":false,"huge_pages":"None"},"drives":[],"network-interfaces":[],"vsock":null,"entropy":null}"#)
         // What GET /vm/config returns can be PUT back.
         let bootBody = try XCTUnwrap(json["boot-source"]).serialized()
         let machineBody = try XCTUnwrap(json["machine-config"]).serialized()

@@ -302,7 +302,7 @@ final class ControlAPITests: XCTestCase {
             ("GET /nope HTTP/1.1", 404), ("DELETE / HTTP/1.1", 405), ("POST /vm HTTP/1.1", 405), ("PUT / HTTP/1.1", 405),
             ("GET /boot-source HTTP/1.1", 405), ("GET / HTTP/2.0", 400), ("GET / HTTP/1.1 extra", 400), ("GET  / HTTP/1.1", 400),
             ("GET", 400), ("/ HTTP/1.1", 400), ("G\u{1}T / HTTP/1.1", 400), ("GET http://x/ HTTP/1.1", 400), ("GET / FTP/1.1", 400),
-            ("get / HTTP/1.1", 405), ("PATCH /machine-config HTTP/1.1", 405), ("GET /vm HTTP/1.1", 405),
+            ("get / HTTP/1.1", 405), ("PATCH /boot-source HTTP/1.1", 405), ("GET /vm HTTP/1.1", 405),
         ]
         for (line, status) in lines { add("\(line)\r\nContent-Length: 0\r\n\r\n", .answered(status)) }
         let headerAbuse: [(String, Int)] = [

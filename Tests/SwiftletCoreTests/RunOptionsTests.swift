@@ -164,6 +164,8 @@ final class NetOptionsTests: XCTestCase {
             (["--net", "mac=06:00:00:00:00:01"], "needs tap=NAME"),
             (["--net", "tap="], "interface name of 1 to 15"),
             (["--net", "tap=a-very-long-tap-name"], "interface name of 1 to 15"),
+            (["--net", "tap=tap 0"], "without '/', ':' or spaces"),
+            (["--net", "tap=.."], "interface name of 1 to 15"),
             (["--net", "tap=t,mac=01:00:5e:00:00:01"], "unicast"),
             (["--net", "tap=t,mac=00:00:00:00:00:00"], "unicast"),
             (["--net", "tap=t,mac=06:00:00:00:00"], "unicast"),

@@ -14,7 +14,8 @@ let methods = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD", "get", "OPTIONS"
 let paths = ["/", "/vm/config", "/boot-source", "/machine-config", "/actions", "/vm",
              "/vm?x=1", "/actions?", "/boot-source/", "//", "/vm/", "/machine-config?vcpu_count=2",
              "/snapshot/create", "/mmds", "/?", "/VM",
-             "/drives/rootfs", "/drives/data_1", "/drives/", "/drives/a/b", "/drives/rootfs?x=1", "/entropy", "/entropy/"]
+             "/drives/rootfs", "/drives/data_1", "/drives/", "/drives/a/b", "/drives/rootfs?x=1", "/entropy", "/entropy/",
+             "/version", "/logger", "/metrics", "/network-interfaces/eth0", "/vsock"]
 let states: [InstanceState] = [.notStarted, .running, .paused]
 
 func pick(_ input: inout FuzzInput, _ known: [String]) -> String {
@@ -85,14 +86,34 @@ runFuzzer { buffer in
         case .updateNetworkInterface(let id, _, _):
             require(state != .notStarted, "network interface update accepted before start")
             require(request.path == "/network-interfaces/" + id, "iface_id \(id) accepted on \(target)")
+        case .updateMachine(let update):
+            require(state == .notStarted, "machine configuration changed in state \(state)")
+            require(update.vcpuCount.map { $0 >= 1 && $0 <= VMConfig.maxCPUs } ?? true, "vcpu_count accepted out of range")
+            update.apply(to: &config)
+        case .configureLogger(let logger):
+            require(state == .notStarted, "logger configured in state \(state)")
+            require(!(logger.logPath?.isEmpty ?? false) && !(logger.logPath?.utf8.contains(0) ?? false), "bad log_path accepted")
+            do { _ = try action.configure(&config) } catch { fatalError("logger configuration refused: \(error)") }
+        case .configureMetrics(let metrics):
+            require(state == .notStarted, "metrics configured in state \(state)")
+            require(!metrics.path.isEmpty && !metrics.path.utf8.contains(0), "bad metrics_path accepted")
+            do { _ = try action.configure(&config) } catch { fatalError("first metrics configuration refused: \(error)") }
+            do throws(APIError) {
+                _ = try action.configure(&config)
+                fatalError("metrics configured twice")
+            } catch {
+                require(error.status == 400, "second metrics configuration: \(error)")
+            }
         case .start:
             require(state == .notStarted, "InstanceStart accepted in state \(state)")
-        case .sendCtrlAltDel, .pause, .resume:
+        case .sendCtrlAltDel, .flushMetrics, .pause, .resume:
             require(state != .notStarted, "\(action) accepted before start")
-        case .describeInstance, .describeConfig:
+        case .describeInstance, .describeVersion, .describeMachine, .describeConfig:
             require(method == "GET", "\(method) routed to \(action)")
         }
         requireJSON(APIRouter.vmConfig(config).serializedBytes(), "GET /vm/config")
+        requireJSON(APIRouter.machineConfig(config).serializedBytes(), "GET /machine-config")
+        requireJSON(APIRouter.version().serializedBytes(), "GET /version")
         requireJSON(APIRouter.instanceInfo(id: String(decoding: body.prefix(16), as: UTF8.self), state: state,
                                            vmmVersion: "0.0.0").serializedBytes(), "GET /")
     } catch {
