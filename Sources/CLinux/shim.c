@@ -60,6 +60,21 @@ int sl_join_within(pthread_t thread, long milliseconds) {
     return pthread_timedjoin_np(thread, NULL, &deadline);
 }
 
+static __thread char sl_thread_name_buffer[32];
+
+void sl_thread_set_name(const char *name) {
+    strncpy(sl_thread_name_buffer, name, sizeof sl_thread_name_buffer - 1);
+    sl_thread_name_buffer[sizeof sl_thread_name_buffer - 1] = 0;
+    // The main thread's kernel name is the process's (ps, pgrep, killall): left alone.
+    if (gettid() == getpid()) return;
+    char comm[16];
+    strncpy(comm, sl_thread_name_buffer, sizeof comm - 1);
+    comm[sizeof comm - 1] = 0;
+    pthread_setname_np(pthread_self(), comm);
+}
+
+const char *sl_thread_name(void) { return sl_thread_name_buffer; }
+
 int sl_fallocate(int fd, int mode, off_t offset, off_t length) {
     return fallocate(fd, mode, offset, length);
 }

@@ -23,6 +23,7 @@ public final class ConsoleOutput: ConsoleSink {
     private var closing = false
     private var writerDone = false
     private var dropped: UInt64 = 0
+    private var received: UInt64 = 0
     private var thread: Thread?
 
     /// How long the writer waits for more bytes before writing a partial line.
@@ -31,7 +32,7 @@ public final class ConsoleOutput: ConsoleSink {
     public init(fd: Int32 = 1, capacity: Int = 64 * 1024) throws(SwiftletError) {
         self.fd = fd
         storage = .allocate(byteCount: max(capacity, 1), alignment: 16)
-        thread = try Thread.spawn { [self] in writerLoop() }
+        thread = try Thread.spawn(named: "console") { [self] in writerLoop() }
     }
 
     deinit { storage.deallocate() }
@@ -43,10 +44,18 @@ public final class ConsoleOutput: ConsoleSink {
         return dropped
     }
 
+    /// Bytes the guest wrote so far, dropped ones included (the metrics' uart write_count).
+    public var receivedBytes: UInt64 {
+        state.lock()
+        defer { state.unlock() }
+        return received
+    }
+
     // MARK: ConsoleSink (vCPU threads)
 
     public func write(_ byte: UInt8) {
         state.lock()
+        received &+= 1
         if count == storage.count || closing {
             dropped &+= 1
         } else {

@@ -45,6 +45,7 @@ extension Machine {
             case .virtioVsock:
                 guard let vsock else { throw .invalidArgument("a vsock record without a vsock configuration") }
                 try devices.attachVirtio(vsock, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
+                devices.vsock = vsock
             case .virtioEntropy:
                 let entropy = EntropyDevice(random: EntropyDevice.hostRandom,
                                             limiter: try QueueLimiter(config.entropyRateLimiter, queue: 0))

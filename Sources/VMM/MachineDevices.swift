@@ -79,6 +79,8 @@ public final class MachineDevices {
 
     /// The entropy device, if any (for its rate limiter).
     public internal(set) var entropy: EntropyDevice?
+    /// The vsock device, if any (for its counters).
+    public internal(set) var vsock: VsockDevice?
 
     /// New rate limits at runtime (PATCH), Firecracker's semantics: the buckets named are
     /// replaced, the others kept. Takes only the limiters' own locks: never waits on I/O.

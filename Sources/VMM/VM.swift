@@ -36,7 +36,7 @@ public final class VM {
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, vm: self)
             do {
-                threads.append(try Thread.spawn { runner.loop() })
+                threads.append(try Thread.spawn(named: "vcpu \(vcpu.id)") { runner.loop() })
             } catch {
                 control.requestStop(.failure("cannot start vCPU \(vcpu.id) thread: \(error)"))
                 throw error

@@ -166,6 +166,12 @@ static inline void sl_ignore_signal(int signo) { signal(signo, SIG_IGN); }
 // MARK: threads
 /// pthread_timedjoin_np (GNU): 0 when joined, ETIMEDOUT when the thread is still running.
 int sl_join_within(pthread_t thread, long milliseconds);
+/// Names the calling thread: kept in a thread-local for log lines (at most 31 bytes), and
+/// given to the kernel (first 15 bytes) so ps -L and top -H show it too; except on the
+/// main thread, whose kernel name is the process's own.
+void sl_thread_set_name(const char *name);
+/// The calling thread's name as last set above; "" if it never was.
+const char *sl_thread_name(void);
 
 // MARK: sockets (SOCK_* flags are an enum in glibc; accept4 needs _GNU_SOURCE)
 int sl_unix_socket(int nonblocking);

@@ -84,6 +84,8 @@ public final class BlockDevice: VirtioDevice {
     private let requestCounter = Atomic<UInt64>(0)
     private let bytesReadCounter = Atomic<UInt64>(0)
     private let bytesWrittenCounter = Atomic<UInt64>(0)
+    private let readCounter = Atomic<UInt64>(0)
+    private let writeCounter = Atomic<UInt64>(0)
     private let flushCounter = Atomic<UInt64>(0)
     private let ioErrorCounter = Atomic<UInt64>(0)
     private let unsupportedCounter = Atomic<UInt64>(0)
@@ -118,6 +120,9 @@ public final class BlockDevice: VirtioDevice {
     public var requests: UInt64 { requestCounter.load(ordering: .relaxed) }
     public var bytesRead: UInt64 { bytesReadCounter.load(ordering: .relaxed) }
     public var bytesWritten: UInt64 { bytesWrittenCounter.load(ordering: .relaxed) }
+    /// Reads and writes done (the metrics' read_count and write_count).
+    public var readRequests: UInt64 { readCounter.load(ordering: .relaxed) }
+    public var writeRequests: UInt64 { writeCounter.load(ordering: .relaxed) }
     public var flushes: UInt64 { flushCounter.load(ordering: .relaxed) }
     public var ioErrors: UInt64 { ioErrorCounter.load(ordering: .relaxed) }
     public var unsupportedRequests: UInt64 { unsupportedCounter.load(ordering: .relaxed) }
@@ -267,11 +272,13 @@ public final class BlockDevice: VirtioDevice {
             case .read(let sector, let length):
                 try transfer(chain.writable, from: 0, length: length, sector: sector, write: false, memory)
                 bytesReadCounter.wrappingAdd(length, ordering: .relaxed)
+                readCounter.wrappingAdd(1, ordering: .relaxed)
                 dataWritten = length
             case .write(let sector, let length):
                 try transfer(chain.readable, from: VirtioBlock.headerSize, length: length, sector: sector,
                              write: true, memory)
                 bytesWrittenCounter.wrappingAdd(length, ordering: .relaxed)
+                writeCounter.wrappingAdd(1, ordering: .relaxed)
                 if writeThrough { try image.flush() }
             case .flush:
                 try image.flush()
