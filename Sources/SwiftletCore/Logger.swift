@@ -6,8 +6,9 @@ import Synchronization
 public enum LogLevel: Int, Comparable, CustomStringConvertible, CaseIterable {
     case off = 0, error, warning, info, debug, trace
 
-    /// Firecracker's spellings, in any case: Off, Error, Warn or Warning, Info, Debug, Trace.
-    public init?(parsing name: String) {
+    /// Firecracker's spellings, in any case: Off, Error, Warn or Warning, Info, Debug, Trace
+    /// (the CLI's --level, PUT /logger, a config file's logger.level).
+    public init?(_ name: String) {
         var lower: [UInt8] = []
         for byte in name.utf8 { lower.append(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) }
         switch String(decoding: lower, as: UTF8.self) {
@@ -21,8 +22,20 @@ public enum LogLevel: Int, Comparable, CustomStringConvertible, CaseIterable {
         }
     }
 
-    /// As a line shows it (Firecracker's, from Rust's log crate).
+    /// Firecracker's API spelling ("Error", "Warning", "Info", "Debug", "Trace", "Off").
     public var description: String {
+        switch self {
+        case .off: return "Off"
+        case .error: return "Error"
+        case .warning: return "Warning"
+        case .info: return "Info"
+        case .debug: return "Debug"
+        case .trace: return "Trace"
+        }
+    }
+
+    /// As a log line shows it (Firecracker's, from Rust's log crate).
+    public var label: String {
         switch self {
         case .off: return "OFF"
         case .error: return "ERROR"
@@ -32,6 +45,8 @@ public enum LogLevel: Int, Comparable, CustomStringConvertible, CaseIterable {
         case .trace: return "TRACE"
         }
     }
+
+    public static let accepted = "Error, Warning, Info, Debug, Trace or Off"
 
     public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
 }
@@ -244,7 +259,7 @@ public final class Logger: @unchecked Sendable {
         }
         if let level {
             line.append(":")
-            line.append(level.description)
+            line.append(level.label)
         }
         if let origin {
             line.append(":")

@@ -2,44 +2,6 @@
 // (--log-path, --level, --metrics-path, …), PUT /logger, PUT /metrics and a config file's
 // "logger" and "metrics" fill these in; the writers themselves read them from VMConfig.
 
-/// Firecracker's log levels, most to least severe; `off` logs nothing.
-public enum LogLevel: Equatable, CustomStringConvertible {
-    case off, error, warning, info, debug, trace
-
-    /// Firecracker's reading of a level: any case, and "warn" as well as "warning".
-    public init?(_ text: String) {
-        var lower = ""
-        for scalar in text.unicodeScalars {
-            let value = scalar.value
-            lower.unicodeScalars.append(value >= 0x41 && value <= 0x5A ? Unicode.Scalar(value + 0x20)! : scalar)
-        }
-        switch lower {
-        case "off": self = .off
-        case "error": self = .error
-        case "warn", "warning": self = .warning
-        case "info": self = .info
-        case "debug": self = .debug
-        case "trace": self = .trace
-        default: return nil
-        }
-    }
-
-    /// Firecracker's spelling (its API documents "Error", "Warning", "Info", "Debug",
-    /// "Trace", "Off").
-    public var description: String {
-        switch self {
-        case .off: return "Off"
-        case .error: return "Error"
-        case .warning: return "Warning"
-        case .info: return "Info"
-        case .debug: return "Debug"
-        case .trace: return "Trace"
-        }
-    }
-
-    public static let accepted = "Error, Warning, Info, Debug, Trace or Off"
-}
-
 /// The logger's configuration (Firecracker's Logger object; every field optional).
 public struct LoggerConfig: Equatable {
     /// A file or named pipe the log lines go to.

@@ -159,15 +159,15 @@ final class LoggerTests: XCTestCase {
     }
 
     func testLevelNamesParseAsFirecrackersDo() {
-        XCTAssertEqual(LogLevel(parsing: "Warning"), .warning)
-        XCTAssertEqual(LogLevel(parsing: "WARN"), .warning)
-        XCTAssertEqual(LogLevel(parsing: "off"), .off)
-        XCTAssertEqual(LogLevel(parsing: "TrAcE"), .trace)
-        XCTAssertEqual(LogLevel(parsing: "Info"), .info)
-        XCTAssertEqual(LogLevel(parsing: "error"), .error)
-        XCTAssertEqual(LogLevel(parsing: "Debug"), .debug)
-        XCTAssertNil(LogLevel(parsing: "verbose"))
-        XCTAssertNil(LogLevel(parsing: ""))
+        XCTAssertEqual(LogLevel("Warning"), .warning)
+        XCTAssertEqual(LogLevel("WARN"), .warning)
+        XCTAssertEqual(LogLevel("off"), .off)
+        XCTAssertEqual(LogLevel("TrAcE"), .trace)
+        XCTAssertEqual(LogLevel("Info"), .info)
+        XCTAssertEqual(LogLevel("error"), .error)
+        XCTAssertEqual(LogLevel("Debug"), .debug)
+        XCTAssertNil(LogLevel("verbose"))
+        XCTAssertNil(LogLevel(""))
     }
 
     func testLevelChangesAndModuleFilter() throws {
