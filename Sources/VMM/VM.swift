@@ -62,8 +62,9 @@ public final class VM {
 
     public var isPaused: Bool { control.isPaused }
 
-    /// Stops and joins every vCPU thread (after a stop request), kicking again every
-    /// 100 ms. A thread still running after `VM.joinTimeoutMs` is left behind (and named):
+    /// Stops and joins every vCPU thread (after a stop request): kicks them all at once
+    /// (a vCPU halted in KVM_RUN would otherwise sleep until its next interrupt), and again
+    /// every 100 ms. A thread still running after `VM.joinTimeoutMs` is left behind (and named):
     /// the process is about to exit, and a stuck vCPU must not keep it alive. Returns
     /// whether every thread (vCPUs and device I/O) stopped: only then is the VM's teardown
     /// safe, so only then may a guest reboot build a new one.
@@ -71,6 +72,7 @@ public final class VM {
     public func joinThreads() -> Bool {
         let deadline = monotonicMilliseconds() + VM.joinTimeoutMs
         var allStopped = true
+        kickAll()
         for (index, thread) in threads.enumerated() {
             while !thread.join(withinMilliseconds: 100) {
                 guard monotonicMilliseconds() < deadline else {

@@ -1,3 +1,4 @@
+import CLinux
 import API
 import KVM
 import SwiftletCore
@@ -80,6 +81,9 @@ final class Controller {
                 vm = built
                 hasStarted = true
                 try loop.start(built)
+                // Start-up is over: the code only it ran (parsing, loading, the device tree or
+                // ACPI tables) need not stay mapped; the running VM's code faults back in.
+                _ = sl_release_program_text()
             } catch {
                 failure = error
             }

@@ -12,6 +12,10 @@
 //       init_to_off     init line to the kernel's "reboot: Power down" (printed even when
 //                       quiet), less the time the VMM was held stopped (below)
 //       off_to_exit     that line to the VMM process's end (a pidfd, not the pipe's end)
+//       off_to_report   that line to the VMM's own end-of-run line (Swiftlet's "swiftlet:
+//                       guest powered off ..."), when it prints one: the rest of
+//                       off_to_exit is the process's teardown by the kernel (its memory,
+//                       the KVM VM)
 //       total           fork to the process's end
 //     At the init line the VMM is stopped (SIGSTOP), its /proc/PID/smaps read, and let go
 //     (SIGCONT): a guest that powers off at once cannot end the process mid-read, and the
@@ -49,6 +53,7 @@
 
 static const char initMarker[] = "SWIFTLET-GUEST-UP";
 static const char powerOffLine[] = "reboot: Power down";
+static const char reportLine[] = "swiftlet: guest powered off";
 
 static double now(void) {
     struct timespec t;
@@ -203,7 +208,7 @@ int main(int argc, char **argv) {
     int pidFD = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidFD < 0) { perror("vmm-phases: pidfd_open"); kill(pid, SIGKILL); return 1; }
 
-    double atInit = -1, guestClock = -1, atOff = -1, atExit = -1, stopped = 0;
+    double atInit = -1, guestClock = -1, atOff = -1, atReport = -1, atExit = -1, stopped = 0;
     long peak = -1;
     struct Smaps smaps = { -1, -1, -1 };
     char line[4096];
@@ -257,6 +262,7 @@ int main(int argc, char **argv) {
                         stopped = now() - stopAt;
                     }
                     if (atInit >= 0 && atOff < 0 && strstr(line, powerOffLine)) atOff = at;
+                    if (atOff >= 0 && atReport < 0 && strstr(line, reportLine)) atReport = at;
                     line[length - 1] = saved;
                     memmove(line, line + length, used - length);
                     used -= length;
@@ -286,6 +292,7 @@ int main(int argc, char **argv) {
     printSeconds("exec_to_clock", atInit >= 0 && guestClock >= 0 ? atInit - guestClock : -1);
     printSeconds("init_to_off", atInit >= 0 && atOff >= 0 ? atOff - atInit - stopped : -1);
     printSeconds("off_to_exit", atOff >= 0 && atExit >= 0 ? atExit - atOff : -1);
+    printSeconds("off_to_report", atOff >= 0 && atReport >= 0 ? atReport - atOff : -1);
     printSeconds("total", atExit >= 0 ? atExit - stopped : -1);
     printSeconds("stopped", atInit >= 0 ? stopped : -1);
     if (peak >= 0) printf(" peak_kib=%ld", peak); else printf(" peak_kib=-");

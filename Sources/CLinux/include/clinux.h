@@ -108,6 +108,9 @@ static inline int sl_map_failed(void *p) { return p == MAP_FAILED; }
 /* mmap flags for hugetlbfs-backed anonymous memory in 2 MiB pages (MAP_HUGE_2MB, from
  * linux/mman.h, which clashes with sys/mman.h when both are included). */
 static inline int sl_map_hugetlb_2mb(void) { return MAP_HUGETLB | (21 << MAP_HUGE_SHIFT); }
+/* Unmaps the program's own read-only and executable pages (they stay in the page cache and
+ * fault back on use); returns the bytes released. See shim.c. */
+size_t sl_release_program_text(void);
 
 // MARK: disks
 static const unsigned long SL_BLKGETSIZE64 = BLKGETSIZE64;
