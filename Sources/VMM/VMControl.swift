@@ -10,6 +10,7 @@ public final class VMControl {
     private let paused = Atomic<Bool>(false)
     private let lock = Lock()
     private var firstExit: VMExit?
+    private var firstExitAt: UInt64?
     private let parking = Condition()
     private var parkedCount = 0
     private let stopRequested: EventNotifier
@@ -28,10 +29,15 @@ public final class VMControl {
 
     public var exit: VMExit? { lock.withLock { firstExit } }
 
+    /// When the first stop was requested (CLOCK_MONOTONIC, ns): what `--stats` measures the
+    /// VMM's own stopping time from.
+    public var stopRequestedAt: UInt64? { lock.withLock { firstExitAt } }
+
     public func requestStop(_ exit: VMExit) {
         let first = lock.withLock { () -> Bool in
             guard firstExit == nil else { return false }
             firstExit = exit
+            firstExitAt = monotonicNanoseconds()
             return true
         }
         stopping.store(true, ordering: .releasing)

@@ -93,6 +93,12 @@ enum RunCommand {
         controller.finishConsole()
         if controller.config.printStats, let vm = controller.vm {
             for line in vm.exitCounters.report(buses: [vm.mmioBus, vm.pioBus]) { printError("swiftlet: stats: \(line)") }
+            // The VMM's own share of an end: from the stop request (the guest's power-off
+            // exit, a signal) to here, with the threads joined and the console written out.
+            if let since = vm.control.stopRequestedAt {
+                let micros = (monotonicNanoseconds() &- since) / 1000
+                printError("swiftlet: stats: stopping took \(micros / 1000).\(String(micros % 1000 + 1000).dropFirst()) ms from the stop request to this line")
+            }
         }
         // Always one line, also for the normal ends: power-off, reset and a reset from a
         // guest panic all exit 0, and the line is how a person or a test tells them apart.

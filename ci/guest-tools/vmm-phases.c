@@ -16,6 +16,12 @@
 //                       guest powered off ..."), when it prints one: the rest of
 //                       off_to_exit is the process's teardown by the kernel (its memory,
 //                       the KVM VM)
+//       stop_to_exit    the VMM's own stop request (the guest's power-off exit) to the
+//                       process's end, where the VMM reports its part (Swiftlet's --stats
+//                       line "stopping took MS ms from the stop request to this line"):
+//                       that part plus the time from the line to the end. Unlike
+//                       off_to_exit it leaves out the guest's work between its message and
+//                       its power-off (x86_64 Linux's machine_shutdown, for one)
 //       total           fork to the process's end
 //     At the init line the VMM is stopped (SIGSTOP), its /proc/PID/smaps read, and let go
 //     (SIGCONT): a guest that powers off at once cannot end the process mid-read, and the
@@ -54,6 +60,7 @@
 static const char initMarker[] = "SWIFTLET-GUEST-UP";
 static const char powerOffLine[] = "reboot: Power down";
 static const char reportLine[] = "swiftlet: guest powered off";
+static const char stoppingLine[] = "swiftlet: stats: stopping took ";
 
 static double now(void) {
     struct timespec t;
@@ -209,6 +216,7 @@ int main(int argc, char **argv) {
     if (pidFD < 0) { perror("vmm-phases: pidfd_open"); kill(pid, SIGKILL); return 1; }
 
     double atInit = -1, guestClock = -1, atOff = -1, atReport = -1, atExit = -1, stopped = 0;
+    double atStopping = -1, stopping = -1;
     long peak = -1;
     struct Smaps smaps = { -1, -1, -1 };
     char line[4096];
@@ -263,6 +271,11 @@ int main(int argc, char **argv) {
                     }
                     if (atInit >= 0 && atOff < 0 && strstr(line, powerOffLine)) atOff = at;
                     if (atOff >= 0 && atReport < 0 && strstr(line, reportLine)) atReport = at;
+                    char *report;
+                    if (atStopping < 0 && (report = strstr(line, stoppingLine)) != NULL) {
+                        atStopping = at;
+                        stopping = atof(report + sizeof stoppingLine - 1) / 1000;
+                    }
                     line[length - 1] = saved;
                     memmove(line, line + length, used - length);
                     used -= length;
@@ -293,6 +306,7 @@ int main(int argc, char **argv) {
     printSeconds("init_to_off", atInit >= 0 && atOff >= 0 ? atOff - atInit - stopped : -1);
     printSeconds("off_to_exit", atOff >= 0 && atExit >= 0 ? atExit - atOff : -1);
     printSeconds("off_to_report", atOff >= 0 && atReport >= 0 ? atReport - atOff : -1);
+    printSeconds("stop_to_exit", atStopping >= 0 && atExit >= 0 ? stopping + (atExit - atStopping) : -1);
     printSeconds("total", atExit >= 0 ? atExit - stopped : -1);
     printSeconds("stopped", atInit >= 0 ? stopped : -1);
     if (peak >= 0) printf(" peak_kib=%ld", peak); else printf(" peak_kib=-");
