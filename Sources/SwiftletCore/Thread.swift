@@ -13,10 +13,21 @@ public final class Thread {
 
     private init(handle: pthread_t) { self.handle = handle }
 
+    /// Every thread's stack. Smaller than a 2 MiB huge page on purpose: where the host's
+    /// transparent huge pages are "always", a default 8 MiB stack that happens to span an
+    /// aligned 2 MiB block is backed by a whole huge page on first touch (seen: 2 MiB more
+    /// RSS, by chance of the mapping's address). Swiftlet's threads run loops, not deep
+    /// recursion; the main thread keeps the process stack.
+    public static let stackSize = 1 << 20
+
     public static func spawn(_ body: @escaping () -> Void) throws(SwiftletError) -> Thread {
         let context = Unmanaged.passRetained(Body(body)).toOpaque()
         var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { context in
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setstacksize(&attributes, Thread.stackSize)
+        let rc = pthread_create(&handle, &attributes, { context in
             let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
             body.run()
             return nil
