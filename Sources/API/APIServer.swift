@@ -18,6 +18,7 @@ public enum APIReply {
 /// (default 300 s); at most `policy.maxConnections` (default 16) are open, and when all are
 /// taken a newcomer evicts the connection stalled longest on its client (see `SlotPolicy`).
 /// What it drops is counted (`evicted`, `timedOut`, `idleClosed`, `refused`, `malformed`).
+/// Every request and every answer is logged (see APIRequestLog for the lines and levels).
 ///
 /// Deferred answers. The handler runs on the main thread for each complete request, in
 /// order per connection, and is given a `Ticket` naming that request. It returns
@@ -82,6 +83,7 @@ public final class APIServer: PollSource {
 
     private let listenFD: Int32
     private let handler: Handler
+    private let logger: Logger
     private var connections: [Connection] = []
     /// `connections` as `pollDescriptors` listed them: `fds[1...]` of `handleEvents`.
     private var polled: [Connection] = []
@@ -93,6 +95,10 @@ public final class APIServer: PollSource {
     private struct Awaiting {
         let ticket: Ticket
         let keepAlive: Bool
+        /// For the line that logs the answer.
+        let method: String
+        let path: String
+        let receivedAt: UInt64
     }
 
     private final class Connection {
@@ -125,11 +131,13 @@ public final class APIServer: PollSource {
 
     /// Listens on `path` (see `UnixSocket.listen`). Create it on the main thread before
     /// other threads start: the socket is created under a temporarily strict umask.
+    /// Requests and answers are logged to `logger`.
     public init(path: String, policy: SlotPolicy = SlotPolicy(), maxBodyBytes: Int = HTTPRequestParser.defaultMaxBodyBytes,
-                handler: @escaping Handler) throws(SwiftletError) {
+                logger: Logger = .shared, handler: @escaping Handler) throws(SwiftletError) {
         self.path = path
         self.policy = policy
         self.maxBodyBytes = maxBodyBytes
+        self.logger = logger
         self.handler = handler
         listenFD = try UnixSocket.listen(path: path)
     }
@@ -309,7 +317,9 @@ public final class APIServer: PollSource {
                 connection.requestStart = nil
                 lastRequest += 1
                 let ticket = Ticket(connection: connection.serial, request: lastRequest)
-                connection.awaiting = Awaiting(ticket: ticket, keepAlive: request.keepAlive)
+                logger.info(APIRequestLog.received(request))
+                connection.awaiting = Awaiting(ticket: ticket, keepAlive: request.keepAlive, method: request.method,
+                                               path: request.path, receivedAt: monotonicNanoseconds())
                 connection.inHandler = true
                 let reply = handler(request, ticket)
                 connection.inHandler = false
@@ -321,7 +331,9 @@ public final class APIServer: PollSource {
                 }
             case .error(let error):
                 malformed += 1
-                queue(connection, error.response().serialize(keepAlive: false), now: now)
+                let response = error.response()
+                logger.log(APIRequestLog.level(forStatus: response.status), APIRequestLog.refused(response))
+                queue(connection, response.serialize(keepAlive: false), now: now)
                 connection.closeWhenFlushed = true
             }
         }
@@ -338,6 +350,9 @@ public final class APIServer: PollSource {
         guard let awaiting = connection.awaiting else { return }
         connection.awaiting = nil
         connection.earlyResponse = nil
+        logger.log(APIRequestLog.level(forStatus: response.status),
+                   APIRequestLog.answered(method: awaiting.method, path: awaiting.path, response,
+                                          microseconds: (monotonicNanoseconds() &- awaiting.receivedAt) / 1000))
         queue(connection, response.serialize(keepAlive: awaiting.keepAlive), now: now)
         if !awaiting.keepAlive { connection.closeWhenFlushed = true }
         connection.idleSince = now
@@ -364,7 +379,9 @@ public final class APIServer: PollSource {
 
     /// A best-effort error answer to a client about to be closed (never blocks).
     private func tell(_ fd: Int32, _ status: Int, _ message: String) {
-        let bytes = APIError(status: status, message: message).response().serialize(keepAlive: false)
+        let response = APIError(status: status, message: message).response()
+        logger.log(APIRequestLog.level(forStatus: status), APIRequestLog.refused(response))
+        let bytes = response.serialize(keepAlive: false)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     }
 

@@ -64,8 +64,10 @@ public enum LogLevel: Int, Comparable, CustomStringConvertible, CaseIterable {
 /// Logging is not for the vCPU exit path all the same: a message is a String.
 /// Thread-safe: its settings are under a lock, its level an atomic, its lines a LineWriter's.
 public final class Logger: @unchecked Sendable {
-    /// The process's logger.
-    public static let shared = Logger()
+    /// The process's logger. Off until configured (a log path, a level, PUT /logger): the
+    /// VMM's stderr already has its one line per event in a layout scripts parse, and a log
+    /// nobody asked for would add lines to it.
+    public static let shared = Logger(level: .off)
     /// Firecracker's instance id until one is set.
     public static let defaultInstanceID = "anonymous-instance"
 

@@ -68,12 +68,17 @@ public enum RunOptions {
                            the flags that describe the VM (--kernel, --disk, ...)
       --no-api             serve no API (needs --config-file)
       --id ID              the instance id (1 to 64 letters, digits or '-')
-      --log-path PATH      the logger's file or named pipe
-      --level LEVEL        the log level: \(LogLevel.accepted)
-      --module PATH        log only the messages of this module
+      --log-path PATH      the log's file (appended to) or named pipe, in Firecracker's
+                           line layout, at Info unless --level says otherwise
+      --level LEVEL        the log level: \(LogLevel.accepted); without
+                           --log-path the lines go to stderr. With neither (nor a
+                           "logger" in the config file or PUT /logger) nothing is
+                           logged: stderr keeps its one line per event
+      --module PATH        log only the messages of this module (e.g. VMM/)
       --show-level         put the level in each log line
       --show-log-origin    put the source file and line in each log line
-      --metrics-path PATH  the metrics' file or named pipe
+      --metrics-path PATH  the metrics' file or named pipe: a JSON line every 60 s, at
+                           start, on FlushMetrics and at exit
       --boot-timer         the boot-timer device (logs the guest's boot time)
       --http-api-max-payload-size BYTES
                            the largest API request body (default \(VMConfig.defaultAPIMaxPayloadBytes))

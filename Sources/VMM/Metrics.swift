@@ -21,6 +21,19 @@ public struct ProcessTimestamp {
     }
 }
 
+extension ProcessTimestamp {
+    /// When the process started, for the startup metrics: the jailer's times where it
+    /// passed them (`--start-time-us`, its CLOCK_MONOTONIC; `--start-time-cpu-us`, its CPU
+    /// time, which goes on counting across the exec), else `measured` (taken as main
+    /// began). The parent's CPU time (`--parent-cpu-time-us`) counts as startup too, as in
+    /// Firecracker: it moves the start back by that much.
+    public static func processStart(measured: ProcessTimestamp, jailer: ProcessStartTimes?) -> ProcessTimestamp {
+        let cpu = jailer?.startCPUTimeUs ?? measured.cpuMicroseconds
+        return ProcessTimestamp(monotonicMicroseconds: jailer?.startTimeUs ?? measured.monotonicMicroseconds,
+                                cpuMicroseconds: cpu &- (jailer?.parentCPUTimeUs ?? 0))
+    }
+}
+
 /// The counters of one VM that the metrics read: its exits and its virtio devices. A
 /// guest reboot builds a new VM, whose counters start again from zero; `Metrics.detach`
 /// keeps what the old one counted.

@@ -39,10 +39,14 @@ final class VCPURunner {
             if !vm.mmioBus.read(address, data: data) {
                 for i in 0..<data.count { data[i] = 0 }
                 vm.exitCounters.countUnclaimedMMIO()
+                warnUnclaimed(mmio: address, bytes: data.count, write: false)
             }
         case .mmioWrite(let address, let data):
             // A write nothing claims is dropped (and counted): wild guest MMIO must not stop the VMM.
-            if !vm.mmioBus.write(address, data: data) { vm.exitCounters.countUnclaimedMMIO() }
+            if !vm.mmioBus.write(address, data: data) {
+                vm.exitCounters.countUnclaimedMMIO()
+                warnUnclaimed(mmio: address, bytes: data.count, write: true)
+            }
         case .portIn(let port, let size, let count, let data):
             for i in 0..<count {
                 let element = UnsafeMutableRawBufferPointer(start: data + i * size, count: size)
@@ -50,18 +54,21 @@ final class VCPURunner {
                 if !vm.pioBus.read(UInt64(port), data: element) {
                     for j in 0..<size { element[j] = 0xFF }
                     vm.exitCounters.countUnclaimedPIO()
+                    warnUnclaimed(port: port, bytes: size, write: false)
                 }
             }
         case .portOut(let port, let size, let count, let data):
             for i in 0..<count {
                 if !vm.pioBus.write(UInt64(port), data: UnsafeRawBufferPointer(start: data + i * size, count: size)) {
                     vm.exitCounters.countUnclaimedPIO()
+                    warnUnclaimed(port: port, bytes: size, write: true)
                 }
             }
         case .interrupted:
             break
         case .malformed:
             vm.exitCounters.countMalformedExit()
+            GuestWarnings.shared.warnOnce(.malformedExit, "vCPU \(vcpu.id) had an exit with impossible sizes or offsets, ignored")
         case .halt:
             return .halted(vcpu: vcpu.id)
         case .shutdown:
@@ -84,5 +91,18 @@ final class VCPURunner {
             return .failure("KVM_RUN on vCPU \(vcpu.id): \(SwiftletError.errnoString(code))")
         }
         return nil
+    }
+
+    // Out of line: only accesses no device claims come here, and only the first one logs.
+    @inline(never)
+    private func warnUnclaimed(mmio address: UInt64, bytes: Int, write: Bool) {
+        GuestWarnings.shared.warnOnce(.unclaimedMMIO, "vCPU \(vcpu.id): a \(bytes)-byte MMIO \(write ? "write to" : "read of") "
+            + "0x\(hex(address)), which no device claims, \(write ? "was dropped" : "read zeros")")
+    }
+
+    @inline(never)
+    private func warnUnclaimed(port: UInt16, bytes: Int, write: Bool) {
+        GuestWarnings.shared.warnOnce(.unclaimedPIO, "vCPU \(vcpu.id): a \(bytes)-byte \(write ? "write to" : "read of") I/O port "
+            + "0x\(hex(UInt64(port))), which no device claims, \(write ? "was dropped" : "read all ones")")
     }
 }

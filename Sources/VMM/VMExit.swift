@@ -28,6 +28,15 @@ public enum VMExit: Equatable, CustomStringConvertible {
         }
     }
 
+    /// A VMM failure, or a VM that could not be built: not an end the guest or the
+    /// operator chose.
+    public var isFailure: Bool {
+        switch self {
+        case .failure, .notStarted: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case .powerOff(let how): return "guest powered off (\(how))"

@@ -12,7 +12,8 @@ import X86_64
 /// Owns the VM's configuration and lifecycle for the CLI and the control API: configure
 /// before start, build the host machine on a background thread (InstanceStart, or at once
 /// with --kernel) so the main loop never waits on files or KVM, then start it on the main
-/// thread; pause, resume, power button.
+/// thread; pause, resume, power button. Logs the VM's life and feeds the metrics
+/// (attach, detach, console, pause and resume times).
 final class Controller {
     private(set) var config: VMConfig
     private let system: KVMSystem
@@ -28,16 +29,17 @@ final class Controller {
     private var console: ConsoleOutput?
     /// Set once the server exists (it holds a handler that calls back into this object).
     var server: APIServer?
-    /// Writes the metrics now (the FlushMetrics action): set by the metrics writer, which
-    /// exists when a metrics path is configured. Without a metrics path FlushMetrics writes
-    /// nothing and succeeds, as Firecracker's does.
-    var flushMetrics: (() throws(SwiftletError) -> Void)?
+    private let telemetry: Telemetry
+    private var log: Logger { telemetry.logger }
+    /// When the build under way began (for the line that says it is running).
+    private var buildStartedAt: Int64 = 0
 
-    init(config: VMConfig, system: KVMSystem, loop: MainLoop, id: String) {
+    init(config: VMConfig, system: KVMSystem, loop: MainLoop, id: String, telemetry: Telemetry) {
         self.config = config
         self.system = system
         self.loop = loop
         self.id = id
+        self.telemetry = telemetry
     }
 
     /// Set by the first start: a VM being rebuilt for a guest reboot is still "Running".
@@ -56,7 +58,10 @@ final class Controller {
         let console: ConsoleOutput
         if let existing = self.console { console = existing } else { console = try ConsoleOutput(fd: 1) }
         self.console = console
+        telemetry.metrics.console = console
         let config = self.config, system = self.system
+        log.info("Building the VM: \(Controller.summary(config))")
+        buildStartedAt = monotonicMilliseconds()
         let job = try BackgroundJob<VM>({ () -> BackgroundJob<VM>.Outcome in
             do throws(SwiftletError) {
                 return .success(try HostMachine.build(config, system: system, console: console))
@@ -81,6 +86,8 @@ final class Controller {
                 vm = built
                 hasStarted = true
                 try loop.start(built)
+                telemetry.metrics.attach(built)
+                log.info("The VM is running (built and started in \(monotonicMilliseconds() - buildStartedAt) ms)")
                 // Start-up is over: the code only it ran (parsing, loading, the device tree or
                 // ACPI tables) need not stay mapped; the running VM's code faults back in.
                 _ = sl_release_program_text()
@@ -90,6 +97,7 @@ final class Controller {
         case .failure(let error):
             failure = error
         }
+        if let failure { log.error("Cannot start the VM: \(failure)") }
         if let ticket {
             let answer = failure.map { APIError(status: $0.isBadInput ? 400 : 500, message: "cannot start the VM: \($0)").response() }
             _ = server?.respond(ticket, answer ?? .noContent())
@@ -108,6 +116,8 @@ final class Controller {
             throw .guestFailure("a media change (PATCH /drives) did not finish within 5 s")
         }
         loop.detachVM()
+        // What the old VM counted since the last metrics line goes into the next one.
+        telemetry.metrics.detach()
         vm = nil
         try start()
     }
@@ -158,13 +168,25 @@ final class Controller {
             var updated = config
             _ = try action.configure(&updated)
             do { try updated.validate() } catch { throw .badRequest("\(error)") }
+            // The logger and the metrics take their new destination now (Firecracker's
+            // answer to a path it cannot open is a 400); the configuration only if they did.
+            do throws(SwiftletError) {
+                if case .configureLogger(let logger) = action { try telemetry.configure(logger) }
+                if case .configureMetrics(let metrics) = action { try telemetry.configure(metrics) }
+            } catch {
+                throw APIError(status: error.isBadInput ? 400 : 500, message: "\(error)")
+            }
             config = updated
             return .now(.noContent())
         case .flushMetrics:
-            guard config.metrics != nil else { return .now(.noContent()) }
-            guard let flushMetrics else { throw APIError(status: 500, message: "the metrics are configured but no metrics writer is running") }
-            do { try flushMetrics() } catch { throw APIError(status: error.isBadInput ? 400 : 500, message: "cannot write the metrics: \(error)") }
-            return .now(.noContent())
+            switch telemetry.metrics.flush() {
+            case .queued, .notConfigured:
+                // Without a metrics path there is nothing to write, and Firecracker answers 204.
+                return .now(.noContent())
+            case .dropped:
+                throw APIError(status: 500, message: "the metrics destination is not keeping up: this line was dropped "
+                    + "(counted in logger.missed_metrics_count; its counts go into the next line)")
+            }
         case .updateDrive(let id, let path, let limiter):
             try refuseWhileRebooting()
             guard let vm, let index = config.disks.firstIndex(where: { $0.id == id }) else {
@@ -197,11 +219,21 @@ final class Controller {
             return .now(.noContent())
         case .pause:
             try refuseWhileRebooting()
-            do { try vm?.pause() } catch { throw APIError(status: 500, message: "\(error)") }
+            guard let vm else { return .now(.noContent()) }
+            let begin = monotonicNanoseconds()
+            do { try vm.pause() } catch { throw APIError(status: 500, message: "\(error)") }
+            let microseconds = (monotonicNanoseconds() - begin) / 1000
+            telemetry.metrics.recordPause(microseconds: microseconds)
+            log.info("The VM is paused (in \(microseconds) us)")
             return .now(.noContent())
         case .resume:
             try refuseWhileRebooting()
-            vm?.resume()
+            guard let vm else { return .now(.noContent()) }
+            let begin = monotonicNanoseconds()
+            vm.resume()
+            let microseconds = (monotonicNanoseconds() - begin) / 1000
+            telemetry.metrics.recordResume(microseconds: microseconds)
+            log.info("The VM is resumed (in \(microseconds) us)")
             return .now(.noContent())
         }
     }
@@ -240,6 +272,18 @@ final class Controller {
         }
         mediaChange = job
         loop.add(job)
+    }
+
+    /// The VM a build makes, in a line.
+    static func summary(_ config: VMConfig) -> String {
+        var parts = ["\(config.cpus) vCPU\(config.cpus == 1 ? "" : "s")", "\(config.memoryMiB) MiB",
+                     "kernel \(config.kernelPath ?? "-")"]
+        if let initrd = config.initrdPath { parts.append("initrd \(initrd)") }
+        if !config.disks.isEmpty { parts.append("disks " + config.disks.map { $0.id }.joined(separator: ", ")) }
+        if !config.networkInterfaces.isEmpty { parts.append("interfaces " + config.networkInterfaces.map { $0.id }.joined(separator: ", ")) }
+        if let vsock = config.vsock { parts.append("vsock cid \(vsock.guestCID)") }
+        if config.entropy { parts.append("rng") }
+        return parts.joined(separator: ", ")
     }
 
     private func refuseWhileStarting() throws(APIError) {

@@ -16,6 +16,7 @@ typealias HostMachine = X86Machine
 /// API too (and with no kernel yet, wait to be configured).
 enum RunCommand {
     static func main(_ arguments: [String], dialect: CommandLineDialect = .swiftlet) -> Int32 {
+        let processStart = ProcessTimestamp.now()
         do {
             switch try RunOptions.parse(arguments, dialect: dialect) {
             case .help:
@@ -26,7 +27,7 @@ enum RunCommand {
                 return 0
             case .run(var config):
                 if let path = config.configFilePath { try loadConfigFile(path, into: &config) }
-                return try run(config)
+                return try run(config, startedAt: .processStart(measured: processStart, jailer: config.processStartTimes))
             }
         } catch {
             printError("swiftlet: \(error)")
@@ -54,22 +55,52 @@ enum RunCommand {
         }
     }
 
-    static func run(_ config: VMConfig) throws(SwiftletError) -> Int32 {
+    /// Sets up the logger and the metrics, then runs the VMM (`serve`); an error that ends
+    /// it is logged too, and the writers are written out on every way out.
+    static func run(_ config: VMConfig, startedAt start: ProcessTimestamp) throws(SwiftletError) -> Int32 {
+        // Before any thread exists (the log and metrics writers are threads): every thread
+        // inherits the blocked signals, which then arrive only through the loop's signalfd.
+        let loop = try MainLoop()
+        let telemetry = Telemetry()
+        let id = config.instanceID ?? "swiftlet-\(getpid())"
+        telemetry.logger.instanceID = id
+        Thread.setCurrentName("main")
+        do {
+            if let logger = config.logger { try telemetry.configure(logger) }
+            if let metrics = config.metrics { try telemetry.configure(metrics) }
+            telemetry.logger.info("Running \(versionText(.swiftlet)), speaking Firecracker v\(APIRouter.firecrackerVersion)'s API")
+            return try serve(config, id: id, loop: loop, telemetry: telemetry, startedAt: start)
+        } catch {
+            telemetry.logger.error("The VMM is exiting with status \(error.isBadInput ? 2 : 1): \(error)")
+            reportLosses(telemetry.finish())
+            throw error
+        }
+    }
+
+    static func serve(_ config: VMConfig, id: String, loop: MainLoop, telemetry: Telemetry,
+                      startedAt start: ProcessTimestamp) throws(SwiftletError) -> Int32 {
         let system = try KVMSystem()
         if let path = config.dumpDTBPath {
             try writeFile(path, try HostMachine.deviceTreeBlob(config, system: system))
+            reportLosses(telemetry.finish())
             return 0
         }
-        let loop = try MainLoop()
-        let controller = Controller(config: config, system: system, loop: loop, id: config.instanceID ?? "swiftlet-\(getpid())")
+        loop.add(telemetry.metrics)   // its period
+        let controller = Controller(config: config, system: system, loop: loop, id: id, telemetry: telemetry)
         // The socket file goes on every way out (the handler keeps the server alive, so its
         // deinit would not run before exit).
         defer { controller.server?.shutDown() }
         if let path = config.apiSocketPath {
-            let api = try APIServer(path: path, maxBodyBytes: config.apiMaxPayloadBytes) { request, ticket in controller.handle(request, ticket) }
+            let api = try APIServer(path: path, maxBodyBytes: config.apiMaxPayloadBytes, logger: telemetry.logger) { request, ticket in
+                controller.handle(request, ticket)
+            }
             loop.add(api)
             controller.server = api   // the socket lives until the VM ends
+            telemetry.logger.info("The API server is listening on \(path)")
         }
+        // Startup ends once the VMM can be driven (Firecracker: its API server is up) or,
+        // without an API, as the VM build begins; the first metrics line reports it.
+        telemetry.metrics.recordStartup(since: start)
         if config.kernelPath != nil { try controller.start() }
         var exit = loop.run()
         var boots = 1
@@ -79,6 +110,7 @@ enum RunCommand {
             // then every hundredth.
             if boots <= 11 || boots % 100 == 0 {
                 printError("swiftlet: \(exit); rebooting (boot \(boots)\(boots == 11 ? "; from now on every 100th is reported" : ""))")
+                telemetry.logger.info("The guest reset (\(exit)): rebooting, boot \(boots)")
             }
             do {
                 try controller.reboot()
@@ -100,10 +132,21 @@ enum RunCommand {
                 printError("swiftlet: stats: stopping took \(micros / 1000).\(String(micros % 1000 + 1000).dropFirst()) ms from the stop request to this line")
             }
         }
+        telemetry.logger.log(exit.isFailure ? .error : .info, "The VMM is exiting with status \(exit.status): \(exit)")
+        reportLosses(telemetry.finish())
         // Always one line, also for the normal ends: power-off, reset and a reset from a
         // guest panic all exit 0, and the line is how a person or a test tells them apart.
         printError("swiftlet: \(exit)")
         return exit.status
+    }
+
+    /// Log and metrics lines a stalled destination cost, said once at exit (as the
+    /// console's dropped bytes are): the metrics count them too, but not those of the end.
+    static func reportLosses(_ lost: (logLines: UInt64, metricsLines: UInt64)) {
+        if lost.logLines > 0 { printError("swiftlet: \(lost.logLines) log lines were dropped: the log destination did not keep up") }
+        if lost.metricsLines > 0 {
+            printError("swiftlet: \(lost.metricsLines) metrics lines were dropped: the metrics destination did not keep up")
+        }
     }
 }
 

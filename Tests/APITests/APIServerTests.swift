@@ -72,8 +72,9 @@ final class APIServerTests: XCTestCase {
         var seen: [String] = []
     }
 
-    func makeServer(policy: SlotPolicy = SlotPolicy(), slow: Set<String> = [], recorder: Recorder = Recorder()) throws -> APIServer {
-        try APIServer(path: path, policy: policy) { request, ticket in
+    func makeServer(policy: SlotPolicy = SlotPolicy(), slow: Set<String> = [], recorder: Recorder = Recorder(),
+                    logger: Logger = Logger(level: .off)) throws -> APIServer {
+        try APIServer(path: path, policy: policy, logger: logger) { request, ticket in
             recorder.seen.append(request.path)
             if slow.contains(request.path) {
                 recorder.tickets[request.path] = ticket
@@ -294,5 +295,37 @@ final class APIServerTests: XCTestCase {
         }
         XCTAssertEqual(server.malformed, 3)
         XCTAssertEqual(server.evicted + server.timedOut + server.refused + server.idleClosed, 0)
+    }
+
+    /// Each request is logged as it arrives and again with its answer, a deferred one too;
+    /// a request that cannot be parsed is logged with the error it got.
+    func testRequestsAndAnswersAreLogged() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        let logger = Logger(level: .debug, fd: fds[1])
+        let recorder = Recorder()
+        let server = try makeServer(slow: ["/slow"], recorder: recorder, logger: logger)
+        let client = try connectClient()
+        write(client, "GET /fast HTTP/1.1\r\n\r\nPUT /slow HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+        pump(server, ms: 30)
+        server.respond(try XCTUnwrap(recorder.tickets["/slow"]), APIError(status: 500, message: "no luck").response())
+        let junk = try connectClient()
+        write(junk, "GET\r\n\r\n")
+        pump(server, ms: 30)
+        XCTAssertTrue(logger.waitUntilWritten(milliseconds: 5000))
+        logger.finish(milliseconds: 1000)
+        close(fds[1])
+        var bytes = [UInt8](repeating: 0, count: 65536)
+        let n = bytes.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress, $0.count) }
+        let messages = String(decoding: bytes[0..<max(n, 0)], as: UTF8.self).split(separator: "\n").map {
+            String($0[$0.range(of: "] ")!.upperBound...])
+        }
+        XCTAssertEqual(messages.count, 5, "\(messages)")
+        XCTAssertEqual(messages[0], #"The API server received a Get request on "/fast"."#)
+        XCTAssertTrue(messages[1].hasPrefix(#"The API server answered the Get request on "/fast" with 200 OK in "#), messages[1])
+        XCTAssertEqual(messages[2], #"The API server received a Put request on "/slow" with body "{}"."#)
+        XCTAssertEqual(messages[3], "Received Error. Status code: 500 Internal Server Error. Message: no luck")
+        XCTAssertTrue(messages[4].hasPrefix("Received Error. Status code: 400 Bad Request. Message: "), messages[4])
     }
 }

@@ -326,4 +326,29 @@ final class LoggerTests: XCTestCase {
         plain.join()
         XCTAssertEqual(unnamed, "-")
     }
+
+    // MARK: guest misbehaviour
+
+    /// The first of each kind is logged at Warning, once, however many threads race to it.
+    func testEachKindOfGuestMisbehaviourIsLoggedOnce() throws {
+        let output = try lines(configure: { $0.showLevel = true }) { logger in
+            let warnings = GuestWarnings(logger: logger)
+            let racers = (0..<4).map { index in
+                try! SwiftletCore.Thread.spawn(named: "vcpu \(index)") {
+                    for _ in 0..<1000 {
+                        warnings.warnOnce(.unclaimedPIO, "a port nobody claims")
+                        warnings.warnOnce(.unclaimedMMIO, "an address nobody claims")
+                    }
+                }
+            }
+            for racer in racers { racer.join() }
+            XCTAssertTrue(warnings.warnOnce(.malformedExit, "an impossible exit"))
+            XCTAssertFalse(warnings.warnOnce(.malformedExit, "another"))
+        }
+        let messages = output.map { String($0[$0.range(of: ":WARN] ")!.upperBound...]) }
+        XCTAssertEqual(messages.count, 3, "\(output)")
+        XCTAssertEqual(Set(messages), ["a port nobody claims; later ones are only counted",
+                                       "an address nobody claims; later ones are only counted",
+                                       "an impossible exit; later ones are only counted"])
+    }
 }

@@ -317,4 +317,23 @@ final class MetricsTests: XCTestCase {
         XCTAssertNotNil(try parse(line)["vcpu"])
         XCTAssertEqual(metrics.finish(milliseconds: 1000), 0)
     }
+
+    // MARK: startup
+
+    /// The jailer's times, where given, are when the process started; its parent's CPU
+    /// time counts as startup too (Firecracker adds it).
+    func testTheProcessStartIsTheJailersWhenItPassedIt() throws {
+        let measured = ProcessTimestamp(monotonicMicroseconds: 5_000, cpuMicroseconds: 700)
+        let own = ProcessTimestamp.processStart(measured: measured, jailer: nil)
+        XCTAssertEqual(own.monotonicMicroseconds, 5_000)
+        XCTAssertEqual(own.cpuMicroseconds, 700)
+        let jailed = ProcessTimestamp.processStart(
+            measured: measured, jailer: ProcessStartTimes(startTimeUs: 1_000, startCPUTimeUs: 100, parentCPUTimeUs: 40))
+        XCTAssertEqual(jailed.monotonicMicroseconds, 1_000)
+        XCTAssertEqual(jailed.cpuMicroseconds, 60)
+        let metrics = Metrics(logger: Logger(fd: -1))
+        metrics.recordStartup(since: jailed, now: ProcessTimestamp(monotonicMicroseconds: 9_000, cpuMicroseconds: 500))
+        let object = try parse(String(decoding: metrics.render(utcTimestampMilliseconds: 0).line, as: UTF8.self))
+        XCTAssertEqual(try group(object, "api_server"), ["process_startup_time_us": 8_000, "process_startup_time_cpu_us": 440])
+    }
 }

@@ -301,6 +301,8 @@ public final class VirtioMMIOTransport: BusDevice {
         status |= VirtioStatus.deviceNeedsReset
         lastError = reason
         needsResetEvents.wrappingAdd(1, ordering: .relaxed)
+        GuestWarnings.shared.warnOnce(.virtioNeedsReset, "\(VirtioDeviceID.name(device.deviceID)) gave up on a malformed queue "
+            + "(\(reason)) and asks its driver for a reset (DEVICE_NEEDS_RESET)")
         interruptStatus.bitwiseOr(VIRTIO_MMIO_INT_CONFIG, ordering: .acquiringAndReleasing)
         interrupt.trigger()
     }

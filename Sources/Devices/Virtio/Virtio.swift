@@ -7,6 +7,17 @@ public enum VirtioDeviceID {
     public static let network: UInt32 = 1
     public static let block: UInt32 = 2
     public static let entropy: UInt32 = 4
+
+    /// As log lines name the device.
+    public static func name(_ id: UInt32) -> String {
+        switch id {
+        case network: return "virtio-net"
+        case block: return "virtio-blk"
+        case entropy: return "virtio-rng"
+        case VIRTIO_ID_VSOCK: return "virtio-vsock"
+        default: return "virtio device \(id)"
+        }
+    }
 }
 
 /// Device status bits (§2.1).
