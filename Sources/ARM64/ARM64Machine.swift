@@ -18,6 +18,7 @@ public enum ARM64Machine: Machine {
         try devices.addFixed(.pl011, .mmio, base: Layout.pl011, size: Layout.primeCellSize, irq: Layout.pl011SPI)
         try devices.addFixed(.pl031, .mmio, base: Layout.pl031, size: Layout.primeCellSize, irq: Layout.pl031SPI)
         try devices.addFixed(.pl061, .mmio, base: Layout.pl061, size: Layout.primeCellSize, irq: Layout.pl061SPI)
+        if config.bootTimer { try devices.addFixed(.bootTimer, .mmio, base: Layout.bootTimer, size: BootTimer.size, irq: nil) }
     }
 
     public struct BootPlan {

@@ -25,6 +25,11 @@ public enum Layout {
     public static let virtioMMIOStride: UInt64 = 0x200
     public static let virtioMMIOSlots: UInt32 = 32
     public static let virtioMMIOFirstSPI: UInt32 = 16
+    /// The boot timer (`--boot-timer`). Firecracker puts it at 0x4000_0000, the start of its
+    /// MMIO region, which is RAM here (QEMU virt's map); this page lies in a gap of QEMU
+    /// virt's map (after the virtio-mmio transports' 16 KiB, before the platform bus at
+    /// 0x0C00_0000) and is 64 KiB-aligned, so /dev/mem maps it alone with any page size.
+    public static let bootTimer: UInt64 = 0x0B00_0000
     public static let ramBase: UInt64 = 0x4000_0000
     /// Images without an arm64 Image header (raw test binaries) load here.
     public static let rawImageOffset: UInt64 = 0x8_0000

@@ -30,9 +30,15 @@ int sl_block_signal(int signo, int block) {
 
 static int saved_argc;
 static char **saved_argv;
+static uint64_t start_monotonic_ns;
 
 static void sl_save_args(int argc, char **argv, char **envp) {
     (void)envp;
+    // The process's start on CLOCK_MONOTONIC, as early as the program's own code runs
+    // (after the loader, before main): what the boot timer measures from.
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    start_monotonic_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     saved_argc = argc;
     saved_argv = argv;
 }
@@ -42,6 +48,7 @@ static void (*sl_save_args_hook)(int, char **, char **) = sl_save_args;
 
 int sl_argc(void) { return saved_argc; }
 char **sl_argv(void) { return saved_argv; }
+uint64_t sl_process_start_monotonic_ns(void) { return start_monotonic_ns; }
 
 int sl_unix_socket(int nonblocking) {
     return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);

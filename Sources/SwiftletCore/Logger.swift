@@ -81,6 +81,8 @@ public final class Logger: @unchecked Sendable {
     /// Made with the first line (or at `configure`), so an unused logger has no thread.
     private var writer: LineWriter?
     private var destination: (fd: Int32, closes: Bool)
+    /// Whether lines go to stderr (no path configured), wherever the writer is.
+    private var toStandardError: Bool
     private var unstartedLines: UInt64 = 0
     private var finished = false
 
@@ -89,6 +91,7 @@ public final class Logger: @unchecked Sendable {
     public init(level: LogLevel = .info, fd: Int32 = 2, capacity: Int = 64 * 1024) {
         maximumLevel = Atomic(level.rawValue)
         destination = (fd, false)
+        toStandardError = fd == 2
         self.capacity = capacity
     }
 
@@ -107,6 +110,7 @@ public final class Logger: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let fd {
+            toStandardError = false
             if let writer {
                 writer.redirect(to: fd, closesDescriptor: true)
             } else {
@@ -125,6 +129,10 @@ public final class Logger: @unchecked Sendable {
         get { lock.withLock { instance } }
         set { lock.withLock { instance = newValue } }
     }
+
+    /// Whether the lines go to stderr (no `--log-path`): a message the VMM also prints on
+    /// stderr itself need not be logged as well.
+    public var writesToStandardError: Bool { lock.withLock { toStandardError } }
 
     public var level: LogLevel {
         get { LogLevel(rawValue: maximumLevel.load(ordering: .relaxed)) ?? .off }

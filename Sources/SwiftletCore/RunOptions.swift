@@ -79,12 +79,17 @@ public enum RunOptions {
       --show-log-origin    put the source file and line in each log line
       --metrics-path PATH  the metrics' file or named pipe: a JSON line every 60 s, at
                            start, on FlushMetrics and at exit
-      --boot-timer         the boot-timer device (logs the guest's boot time)
+      --boot-timer         the boot-timer device, at x86_64: 0xD0000000 (Firecracker's
+                           address), arm64: 0x0B000000 (Firecracker's is RAM here): the
+                           guest's first write of the byte 123 there (e.g. busybox
+                           `devmem ADDR 8 123`) prints "swiftlet: Guest-boot-time = N us
+                           N ms, N CPU us N CPU ms" on stderr, the time since the process
+                           (or the jailer) started, and logs it at Info with --log-path
       --http-api-max-payload-size BYTES
                            the largest API request body (default \(VMConfig.defaultAPIMaxPayloadBytes))
       --no-seccomp         accepted and recorded (Swiftlet installs no seccomp filters)
       --start-time-us US, --start-time-cpu-us US, --parent-cpu-time-us US
-                           the jailer's start times, for the metrics
+                           the jailer's start times, for the metrics and the boot timer
       Refused, with the reason: --seccomp-filter (Firecracker's compiled filters),
       --metadata and --mmds-size-limit (no MMDS), --enable-pci (virtio-mmio only),
       --snapshot-version and --describe-snapshot (no snapshots).

@@ -42,8 +42,8 @@ public struct VMConfig: Equatable {
     public var logger: LoggerConfig?
     /// The metrics writer's configuration (`--metrics-path`, PUT /metrics).
     public var metrics: MetricsConfig?
-    /// `--boot-timer`: the boot-timer device, which logs the time from InstanceStart to the
-    /// guest's first write to it.
+    /// `--boot-timer`: the boot-timer device, which reports the time from the process's (or
+    /// the jailer's) start to the guest's first write of 123 to it.
     public var bootTimer = false
     /// `--no-seccomp`: no seccomp filter for the VMM's threads.
     public var seccompDisabled = false
@@ -159,11 +159,11 @@ public struct VMConfig: Equatable {
 }
 
 /// When the process was started, as the jailer measured it (microseconds): the metrics
-/// report the VMM's start-up time from them.
+/// report the VMM's start-up time, and the boot timer the boot time, from them.
 public struct ProcessStartTimes: Equatable {
-    /// Wall clock at the jailer's start (`--start-time-us`).
+    /// CLOCK_MONOTONIC at the jailer's start (`--start-time-us`).
     public var startTimeUs: UInt64?
-    /// The jailer's CPU time at its start (`--start-time-cpu-us`).
+    /// The process's CPU clock when the jailer exec'd the VMM (`--start-time-cpu-us`).
     public var startCPUTimeUs: UInt64?
     /// The jailer's own CPU time (`--parent-cpu-time-us`).
     public var parentCPUTimeUs: UInt64?

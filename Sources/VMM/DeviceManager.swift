@@ -13,6 +13,8 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
     case virtioNet(interface: Int)
     /// virtio-vsock (VMConfig.vsock).
     case virtioVsock
+    /// Firecracker's boot timer (VMConfig.bootTimer): no interrupt, no firmware description.
+    case bootTimer
 
     public var description: String {
         switch self {
@@ -27,6 +29,7 @@ public enum DeviceKind: Equatable, CustomStringConvertible {
         case .virtioEntropy: return "virtio-rng"
         case .virtioNet(let interface): return "virtio-net (interface \(interface))"
         case .virtioVsock: return "virtio-vsock"
+        case .bootTimer: return "boot timer"
         }
     }
 
@@ -85,7 +88,10 @@ public struct VirtioSlots: Equatable, Sendable {
 public struct DeviceManager: Equatable {
     public private(set) var records: [DeviceRecord] = []
     private let virtio: VirtioSlots
+    /// The next virtio interrupt line, and the next window to try (a fixed device may hold
+    /// one: x86_64's boot timer takes the first, as in Firecracker).
     private var nextSlot = 0
+    private var nextWindow: UInt64 = 0
 
     public init(virtio: VirtioSlots) { self.virtio = virtio }
 
@@ -94,14 +100,20 @@ public struct DeviceManager: Equatable {
         try add(DeviceRecord(kind: kind, space: space, base: base, size: size, irq: irq))
     }
 
-    /// A virtio-mmio device in the next free window, with that window's interrupt.
+    /// A virtio-mmio device in the next free window, with the next interrupt line. Windows
+    /// follow each other from the machine's base, passing over any a fixed device holds.
     public mutating func addVirtio(_ kind: DeviceKind) throws(SwiftletError) {
         guard nextSlot < virtio.irqs.count else {
             throw .invalidArgument("too many virtio devices: this machine has \(virtio.irqs.count) virtio-mmio slots")
         }
-        let base = virtio.base + UInt64(nextSlot) * virtio.stride
+        var base = virtio.base + nextWindow * virtio.stride
+        while records.contains(where: { $0.space == .mmio && $0.base <= base + (virtio.stride - 1) && base <= $0.last }) {
+            nextWindow += 1
+            base = virtio.base + nextWindow * virtio.stride
+        }
         try add(DeviceRecord(kind: kind, space: .mmio, base: base, size: virtio.stride, irq: virtio.irqs[nextSlot]))
         nextSlot += 1
+        nextWindow += 1
     }
 
     private mutating func add(_ record: DeviceRecord) throws(SwiftletError) {

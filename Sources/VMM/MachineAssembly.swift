@@ -51,6 +51,8 @@ extension Machine {
                                             limiter: try QueueLimiter(config.entropyRateLimiter, queue: 0))
                 try devices.attachVirtio(entropy, at: record, line: interruptLine(kvm, irq: record.irq ?? 0))
                 devices.entropy = entropy
+            case .bootTimer:
+                try devices.attachBootTimer(at: record, origin: BootTimeReport.origin(config.processStartTimes))
             default:
                 try attachFixed(record, to: devices)
             }

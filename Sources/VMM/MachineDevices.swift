@@ -81,6 +81,8 @@ public final class MachineDevices {
     public internal(set) var entropy: EntropyDevice?
     /// The vsock device, if any (for its counters).
     public internal(set) var vsock: VsockDevice?
+    /// The boot timer (`--boot-timer`), if any.
+    public internal(set) var bootTimer: BootTimer?
 
     /// New rate limits at runtime (PATCH), Firecracker's semantics: the buckets named are
     /// replaced, the others kept. Takes only the limiters' own locks: never waits on I/O.

@@ -85,7 +85,11 @@ public final class VM {
         }
         threads.removeAll()
         // With every vCPU stopped nothing new reaches the devices; let the I/O in flight end.
-        return devices.ioThread.stop() && allStopped
+        let ioStopped = devices.ioThread.stop()
+        // A boot time the I/O thread had no time to report (a guest that ends right after
+        // its write) is reported now, before the end line.
+        if let timer = devices.bootTimer { BootTimeReport.emit(timer) }
+        return ioStopped && allStopped
     }
 
     static let joinTimeoutMs: Int64 = 5000

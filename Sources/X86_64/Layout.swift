@@ -29,6 +29,11 @@ enum Layout {
     /// virtio-mmio windows in the 32-bit MMIO hole, one 4 KiB page each.
     static let virtioMMIO: UInt64 = 0xD000_0000
     static let virtioMMIOStride: UInt64 = 0x1000
+    /// The boot timer (`--boot-timer`): where Firecracker 1.12 puts it, first in its MMIO
+    /// window (MMIO_MEM_START = 4 GiB - 768 MiB), so guests written for Firecracker find it.
+    /// It takes the first virtio-mmio window; the virtio devices then start one page up,
+    /// at 0xD000_1000, as in Firecracker.
+    static let bootTimer: UInt64 = virtioMMIO
     /// IOAPIC pins for virtio: 5–23 as in Firecracker, less the RTC's 8 (the ones below 5
     /// belong to the PIT, the keyboard and COM1).
     static let virtioGSIs: [UInt32] = Array(5...23).filter { $0 != cmosIRQ }

@@ -19,6 +19,7 @@ public enum X86Machine: Machine {
         try devices.addFixed(.i8042, .pio, base: I8042.base, size: I8042.size, irq: Layout.keyboardIRQ)
         try devices.addFixed(.cmos, .pio, base: CMOS.base, size: CMOS.size, irq: Layout.cmosIRQ)
         try devices.addFixed(.acpiSleepControl, .pio, base: Layout.acpiSleepControl, size: ACPISleepControl.size, irq: nil)
+        if config.bootTimer { try devices.addFixed(.bootTimer, .mmio, base: Layout.bootTimer, size: BootTimer.size, irq: nil) }
     }
 
     /// RAM from 0 up to the MMIO hole, the remainder from 4 GiB.
@@ -143,7 +144,7 @@ public enum X86Machine: Machine {
             case .i8042: described.append(.keyboard(dataPort: UInt16(truncatingIfNeeded: record.base), commandPort: UInt16(truncatingIfNeeded: record.base + I8042.commandPortOffset), irq: record.irq ?? 0))
             case .virtioBlock, .virtioEntropy, .virtioNet, .virtioVsock: described.append(.virtioMMIO(base: record.base, size: record.size, gsi: record.irq ?? 0))
             case .acpiSleepControl: described.append(.sleepControl(port: UInt16(truncatingIfNeeded: record.base), softOffType: ACPISleepControl.softOffType))
-            case .pl011, .pl031, .pl061: break
+            case .pl011, .pl031, .pl061, .bootTimer: break
             }
         }
         return described

@@ -183,6 +183,9 @@ int sl_accept_nonblocking(int fd);
 // MARK: process arguments. Embedded Swift has no CommandLine; an .init_array hook keeps them.
 int sl_argc(void);
 char **sl_argv(void);
+/// CLOCK_MONOTONIC (ns) when the same hook ran: the process's start, as near its exec as
+/// the program's own code gets.
+uint64_t sl_process_start_monotonic_ns(void);
 
 // MARK: libfdt macros
 static inline uint32_t sl_fdt_totalsize(const void *fdt) { return fdt_totalsize(fdt); }

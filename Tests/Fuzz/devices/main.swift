@@ -7,8 +7,8 @@ import SwiftletCore
 // offset, width and value (BusDevice's contract): a trap is a bug.
 //
 // Input: a sequence of operations, each starting with an op byte:
-//   op % 8 in 0...3  access: device byte (% 7: PL011, PL031, PL061, 16550, i8042, CMOS,
-//                    ACPI sleep control),
+//   op % 8 in 0...3  access: device byte (% 8: PL011, PL031, PL061, 16550, i8042, CMOS,
+//                    ACPI sleep control, boot timer),
 //                    flags byte (bits 0-2: width - 1, bit 3: write, bits 4-7: offset kind),
 //                    offset bytes, then for a write `width` value bytes (little-endian)
 //   op % 8 == 4      console input: length byte and bytes, to PL011 (op bit 3 clear) or 16550
@@ -55,10 +55,15 @@ runFuzzer { buffer in
     let reset = Reset()
     let i8042 = I8042(resetLine: reset, irq: Line())
     let cmos = CMOS(now: { clock.seconds })
+    var signals = 0
+    let bootTimer = BootTimer(origin: .init(monotonicMicroseconds: 1_000, cpuMicroseconds: 0),
+                              clock: { .init(monotonicNanoseconds: clock.seconds, cpuNanoseconds: clock.seconds / 3) },
+                              signal: { signals += 1 })
     let devices: [(device: any BusDevice, size: UInt64)] = [
         (pl011, PL011.size), (pl031, PL031.size), (pl061, PL061.size),
         (uart, Serial16550.size), (i8042, I8042.size), (cmos, CMOS.size),
         (ACPISleepControl(powerOff: reset), ACPISleepControl.size),
+        (bootTimer, BootTimer.size),
     ]
     var scratch = [UInt8](repeating: 0, count: 8)
 
@@ -104,4 +109,8 @@ runFuzzer { buffer in
             clock.seconds = input.interestingUInt64()
         }
     }
+    // The boot timer is timed at most once, and reported once if it was.
+    require(signals <= 1, "the boot timer signalled \(signals) times")
+    require((bootTimer.takeReport() != nil) == (signals == 1), "a signal without a report, or the reverse")
+    require(bootTimer.takeReport() == nil, "the boot time reported twice")
 }
