@@ -22,6 +22,9 @@
 //                       that part plus the time from the line to the end. Unlike
 //                       off_to_exit it leaves out the guest's work between its message and
 //                       its power-off (x86_64 Linux's machine_shutdown, for one)
+//       boot_timer      the VMM's own figure for the guest's boot, where it prints one
+//                       (Swiftlet's --boot-timer line "Guest-boot-time = N us ..."): from
+//                       its process start to the guest's write to the boot-timer device
 //       total           fork to the process's end
 //     At the init line the VMM is stopped (SIGSTOP), its /proc/PID/smaps read, and let go
 //     (SIGCONT): a guest that powers off at once cannot end the process mid-read, and the
@@ -61,6 +64,7 @@ static const char initMarker[] = "SWIFTLET-GUEST-UP";
 static const char powerOffLine[] = "reboot: Power down";
 static const char reportLine[] = "swiftlet: guest powered off";
 static const char stoppingLine[] = "swiftlet: stats: stopping took ";
+static const char bootTimerLine[] = "Guest-boot-time = ";
 
 static double now(void) {
     struct timespec t;
@@ -216,7 +220,7 @@ int main(int argc, char **argv) {
     if (pidFD < 0) { perror("vmm-phases: pidfd_open"); kill(pid, SIGKILL); return 1; }
 
     double atInit = -1, guestClock = -1, atOff = -1, atReport = -1, atExit = -1, stopped = 0;
-    double atStopping = -1, stopping = -1;
+    double atStopping = -1, stopping = -1, bootTimer = -1;
     long peak = -1;
     struct Smaps smaps = { -1, -1, -1 };
     char line[4096];
@@ -272,6 +276,8 @@ int main(int argc, char **argv) {
                     if (atInit >= 0 && atOff < 0 && strstr(line, powerOffLine)) atOff = at;
                     if (atOff >= 0 && atReport < 0 && strstr(line, reportLine)) atReport = at;
                     char *report;
+                    if (bootTimer < 0 && (report = strstr(line, bootTimerLine)) != NULL)
+                        bootTimer = atof(report + sizeof bootTimerLine - 1) / 1e6;
                     if (atStopping < 0 && (report = strstr(line, stoppingLine)) != NULL) {
                         atStopping = at;
                         stopping = atof(report + sizeof stoppingLine - 1) / 1000;
@@ -307,6 +313,7 @@ int main(int argc, char **argv) {
     printSeconds("off_to_exit", atOff >= 0 && atExit >= 0 ? atExit - atOff : -1);
     printSeconds("off_to_report", atOff >= 0 && atReport >= 0 ? atReport - atOff : -1);
     printSeconds("stop_to_exit", atStopping >= 0 && atExit >= 0 ? stopping + (atExit - atStopping) : -1);
+    printSeconds("boot_timer", bootTimer);
     printSeconds("total", atExit >= 0 ? atExit - stopped : -1);
     printSeconds("stopped", atInit >= 0 ? stopped : -1);
     if (peak >= 0) printf(" peak_kib=%ld", peak); else printf(" peak_kib=-");
