@@ -92,6 +92,7 @@ static const unsigned long SL_KVM_GET_LAPIC = KVM_GET_LAPIC;
 static const unsigned long SL_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long SL_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
 static const unsigned long SL_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long SL_KVM_REINJECT_CONTROL = KVM_REINJECT_CONTROL;
 static const unsigned long SL_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
 static const unsigned long SL_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
 #endif
