@@ -3,6 +3,7 @@
 . /extra/lib.sh
 . /extra/lib-hostile.sh
 . /extra/lib-rtc.sh
+. /extra/lib-firecracker.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
@@ -86,6 +87,12 @@ expect_ok "SIGTERM presses KEY_POWER (gpio-keys on the PL061) and the guest powe
 # --- control API: swiftlet ctl drives configure, start, pause, resume, power key
 vm_api api 120 /extra/Image /extra/initramfs.cpio.gz "$CMDLINE swiftlet.test=powerkey"
 if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, power key" "SWIFTLET-GUEST-POWERKEY" "$POWER_OFF"; else fail "swiftlet ctl sequence: $api_step"; show; fi
+
+# --- Firecracker's clients (lib-firecracker.sh): the binary as `firecracker`, driven as the Go
+# SDK and Kata Containers drive it (raw HTTP through socat), FlushMetrics, --config-file
+# --no-api, a log FIFO nobody reads, and the boot timer (Linux's init, then the tiny guest)
+firecracker_checks 120 /extra/Image /extra/initramfs.cpio.gz "$CMDLINE" "$POWER_OFF" 0x0B000000
+boot_timer_tiny_checks 30 /extra/boot-timer-arm64.bin "$POWER_OFF"
 
 # --- four Linux guests at once in this L1 (each 192 MiB, 1 vCPU): all reach the marker
 vm_many 4 linux-x4 240 "SWIFTLET-GUEST-UP cpus=1 " "$POWER_OFF" $KERNEL --memory 192 --cmdline "$CMDLINE swiftlet.test=poweroff"

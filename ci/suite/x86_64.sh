@@ -2,6 +2,7 @@
 # with the x86_64 edge binary. Files from ci/suite/prepare are in /extra.
 . /extra/lib.sh
 . /extra/lib-hostile.sh
+. /extra/lib-firecracker.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyS0 reboot=k panic=-1 i8042.noaux quiet"
 KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
@@ -47,6 +48,12 @@ expect_ok "SIGTERM sends Ctrl-Alt-Del and the guest powers off" "SWIFTLET-GUEST-
 # --- control API: swiftlet ctl drives configure, start, pause, resume, Ctrl-Alt-Del
 vm_api api 180 /extra/bzImage /extra/initramfs.cpio.gz "$CMDLINE swiftlet.test=powerkey"
 if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resume, Ctrl-Alt-Del" "SWIFTLET-GUEST-POWERKEY" "$POWER_OFF"; else fail "swiftlet ctl sequence: $api_step"; show; fi
+
+# --- Firecracker's clients (lib-firecracker.sh): the binary as `firecracker`, driven as the Go
+# SDK and Kata Containers drive it (raw HTTP through socat), FlushMetrics, --config-file
+# --no-api, a log FIFO nobody reads, and the boot timer (Linux's init, then the tiny guest)
+firecracker_checks 180 /extra/bzImage /extra/initramfs.cpio.gz "$CMDLINE" "$POWER_OFF" 0xD0000000
+boot_timer_tiny_checks 30 /extra/boot-timer-x86_64.bin "$RESET"
 
 # --- bad input: one clear line, non-zero exit
 vm notbz 30 --kernel /extra/initramfs.cpio.gz
