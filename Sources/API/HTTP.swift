@@ -649,7 +649,7 @@ func listContains(_ list: String, _ token: String) -> Bool {
     return false
 }
 
-/// A header value shortened and stripped to printable ASCII for an error message.
+/// A header value or JSON key shortened and stripped to printable ASCII for an error message.
 func printable(_ text: String) -> String {
     var bytes: [UInt8] = []
     for byte in text.utf8 {

@@ -312,7 +312,7 @@ public enum JSONParser {
                 let keyOffset = position
                 let key = try parseString()
                 guard keys.insert(key).inserted else {
-                    throw error("duplicate key \"\(key)\"", at: keyOffset)
+                    throw error("duplicate key \"\(printable(key))\"", at: keyOffset)
                 }
                 skipWhitespace()
                 guard position < bytes.count else { throw error("unexpected end of input, expected ':' after a key") }

@@ -95,6 +95,8 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(failure("{\"a\": 1.5}"), "invalid JSON at byte 6: numbers must be integers; fractions are not supported")
         XCTAssertEqual(failure("  null x"), "invalid JSON at byte 7: unexpected character 'x' after the JSON value")
         XCTAssertEqual(failure(#"{"a":1,"a":2}"#), "invalid JSON at byte 7: duplicate key \"a\"")
+        // A key's escapes decode to control characters; the message stays one printable line.
+        XCTAssertEqual(failure(#"{"a\nb":1,"a\nb":2}"#), "invalid JSON at byte 10: duplicate key \"a?b\"")
     }
 
     func testRejectsMalformedText() {
