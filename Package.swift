@@ -14,7 +14,7 @@ let package = Package(
         .executable(name: "swiftlet", targets: ["swiftlet"]),
     ],
     targets: [
-        .target(name: "CLinux", linkerSettings: [.linkedLibrary("fdt")]),
+        .target(name: "CLinux", linkerSettings: [.linkedLibrary("fdt"), .linkedLibrary("seccomp")]),
         .target(name: "SwiftletCore", dependencies: ["CLinux"]),
         .target(name: "KVM", dependencies: ["CLinux", "SwiftletCore"]),
         .target(name: "Devices", dependencies: ["CLinux", "SwiftletCore"]),

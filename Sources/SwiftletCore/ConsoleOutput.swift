@@ -32,7 +32,10 @@ public final class ConsoleOutput: ConsoleSink {
     public init(fd: Int32 = 1, capacity: Int = 64 * 1024) throws(SwiftletError) {
         self.fd = fd
         storage = .allocate(byteCount: max(capacity, 1), alignment: 16)
-        thread = try Thread.spawn(named: "console") { [self] in writerLoop() }
+        thread = try Thread.spawn(named: "console") { [self] in
+            Seccomp.enter(.console)
+            writerLoop()
+        }
     }
 
     deinit { storage.deallocate() }

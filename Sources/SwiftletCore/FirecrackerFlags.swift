@@ -84,7 +84,7 @@ struct FirecrackerFlags {
                 throw .invalidArgument("--http-api-max-payload-size needs a size in bytes from 1 to \(FirecrackerFlags.maxAPIPayloadBytes), got '\(text)'")
             }
             config.apiMaxPayloadBytes = bytes
-        case "--no-seccomp": config.seccompDisabled = true
+        case "--no-seccomp": config.seccomp = .off
         default:  // the jailer's start times
             let text = try value()
             guard let microseconds = UInt64(text) else { throw .invalidArgument("\(flag) needs a whole number of microseconds, got '\(text)'") }
@@ -118,7 +118,7 @@ struct FirecrackerFlags {
     static func unsupported(_ flag: String) -> String? {
         switch flag {
         case "--seccomp-filter":
-            return "Firecracker's filter files are BPF compiled for Firecracker's threads and system calls, not Swiftlet's; leave it out"
+            return "Firecracker's filter files are BPF compiled for Firecracker's threads and system calls, not Swiftlet's; leave it out (Swiftlet installs its own filter per thread; --no-seccomp turns them off)"
         case "--metadata", "--mmds-size-limit": return "Swiftlet has no MMDS (microVM metadata service)"
         case "--enable-pci": return "Swiftlet's virtio devices are virtio-mmio only"
         case "--snapshot-version", "--describe-snapshot": return "Swiftlet has no snapshots"

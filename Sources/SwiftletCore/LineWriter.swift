@@ -36,6 +36,7 @@ public final class LineWriter {
         storage = .allocate(byteCount: max(capacity, 2), alignment: 16)
         thread = try Thread.spawn { [self] in
             Thread.setCurrentName(threadName)
+            Seccomp.enter(.writer)
             writerLoop()
         }
     }

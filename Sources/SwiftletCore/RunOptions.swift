@@ -42,6 +42,14 @@ public enum RunOptions {
       --no-reboot          a guest reboot ends swiftlet with status 0 instead
       --stats              at exit, print the VM's exits by kind and each device's
                            reads and writes (of the last boot) on stderr
+      --seccomp MODE       on (default): each thread of the VMM runs under a seccomp
+                           allow-list of its own, and a call outside it kills the
+                           process (SIGSYS) with a line naming the thread and the call;
+                           off: no filters; log: the kernel logs such calls (dmesg,
+                           audit type=1326) and lets them through
+      --seccomp-deny THREAD:SYSCALL
+                           take SYSCALL off the allow-list of THREAD (main, vcpu, io,
+                           console, writer); repeatable. write stays allowed
       --pmu                arm64: give the guest a PMUv3 (needs KVM_CAP_ARM_PMU_V3)
       --sve                arm64: give the guest SVE (needs KVM_CAP_ARM_SVE)
       --pauth              arm64: give the guest pointer authentication
@@ -87,7 +95,7 @@ public enum RunOptions {
                            (or the jailer) started, and logs it at Info with --log-path
       --http-api-max-payload-size BYTES
                            the largest API request body (default \(VMConfig.defaultAPIMaxPayloadBytes))
-      --no-seccomp         accepted and recorded (Swiftlet installs no seccomp filters)
+      --no-seccomp         no seccomp filters (the same as --seccomp off)
       --start-time-us US, --start-time-cpu-us US, --parent-cpu-time-us US
                            the jailer's start times, for the metrics and the boot timer
       Refused, with the reason: --seccomp-filter (Firecracker's compiled filters),
@@ -189,6 +197,13 @@ public enum RunOptions {
                 if let inlineValue { config.entropyRateLimiter = try parseLimits(inlineValue, flag: "--rng") }
             case "--no-reboot": config.rebootOnReset = false
             case "--stats": config.printStats = true
+            case "--seccomp":
+                let mode = try next()
+                guard let parsed = SeccompMode(rawValue: mode) else {
+                    throw .invalidArgument("--seccomp takes on, off or log, got '\(mode)'")
+                }
+                config.seccomp = parsed
+            case "--seccomp-deny": config.seccompDenials.append(try SeccompDenial.parse(try next()))
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true

@@ -45,8 +45,10 @@ public struct VMConfig: Equatable {
     /// `--boot-timer`: the boot-timer device, which reports the time from the process's (or
     /// the jailer's) start to the guest's first write of 123 to it.
     public var bootTimer = false
-    /// `--no-seccomp`: no seccomp filter for the VMM's threads.
-    public var seccompDisabled = false
+    /// `--seccomp` (`--no-seccomp`: off): the VMM's threads' seccomp filters.
+    public var seccomp = SeccompMode.on
+    /// `--seccomp-deny THREAD:SYSCALL`: calls taken off a thread kind's allow-list.
+    public var seccompDenials: [SeccompDenial] = []
     /// `--http-api-max-payload-size`: the largest request body the API accepts.
     public var apiMaxPayloadBytes = VMConfig.defaultAPIMaxPayloadBytes
     /// The jailer's `--start-time-us`, `--start-time-cpu-us` and `--parent-cpu-time-us`.

@@ -65,7 +65,10 @@ public final class IOThread {
 
     public func start() throws(SwiftletError) {
         guard thread == nil else { return }
-        thread = try Thread.spawn(named: "io") { [self] in loop() }
+        thread = try Thread.spawn(named: "io") { [self] in
+            Seccomp.enter(.io)
+            loop()
+        }
     }
 
     /// Stops the loop and joins the thread; a handler in progress finishes first, within

@@ -14,6 +14,7 @@ final class VCPURunner {
     }
 
     func loop() {
+        Seccomp.enter(.vcpu)
         vcpu.bindKickToThisThread(true)
         _ = sl_block_signal(VM.kickSignal, 0)
         let control = vm.control

@@ -61,6 +61,8 @@ enum RunCommand {
         // Before any thread exists (the log and metrics writers are threads): every thread
         // inherits the blocked signals, which then arrive only through the loop's signalfd.
         let loop = try MainLoop()
+        // Compiled before any thread starts: each installs its own as it starts.
+        try Seccomp.prepare(config.seccomp, denying: config.seccompDenials)
         let telemetry = Telemetry()
         let id = config.instanceID ?? "swiftlet-\(getpid())"
         telemetry.logger.instanceID = id
@@ -79,6 +81,9 @@ enum RunCommand {
 
     static func serve(_ config: VMConfig, id: String, loop: MainLoop, telemetry: Telemetry,
                       startedAt start: ProcessTimestamp) throws(SwiftletError) -> Int32 {
+        // Before the first API client or guest: the VM's threads start under this filter too.
+        Seccomp.enter(.main)
+        if config.seccomp != .on { telemetry.logger.warn("seccomp filters are \(config.seccomp == .off ? "off" : "only logging violations"): the VMM's threads may make any system call") }
         let system = try KVMSystem()
         if let path = config.dumpDTBPath {
             try writeFile(path, try HostMachine.deviceTreeBlob(config, system: system))

@@ -50,7 +50,7 @@ final class FirecrackerFlagsTests: XCTestCase {
         let sdk = try firecracker(["--api-sock", "/tmp/fc.sock", "--id", "4b3e2c1a-0d9f-4e8b-a7c6-5d4e3f2a1b0c", "--no-seccomp"])
         XCTAssertEqual(sdk.apiSocketPath, "/tmp/fc.sock")
         XCTAssertEqual(sdk.instanceID, "4b3e2c1a-0d9f-4e8b-a7c6-5d4e3f2a1b0c")
-        XCTAssertTrue(sdk.seccompDisabled)
+        XCTAssertEqual(sdk.seccomp, .off)
         let kata = try firecracker(["--api-sock", "/run/vc/firecracker/x/root/run/firecracker.socket", "--config-file", "/run/vc/fcConfig.json"])
         XCTAssertEqual(kata.configFilePath, "/run/vc/fcConfig.json")
         XCTAssertEqual(kata.apiSocketPath, "/run/vc/firecracker/x/root/run/firecracker.socket")

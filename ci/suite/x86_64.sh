@@ -3,6 +3,7 @@
 . /extra/lib.sh
 . /extra/lib-hostile.sh
 . /extra/lib-firecracker.sh
+. /extra/lib-seccomp.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyS0 reboot=k panic=-1 i8042.noaux quiet"
 KERNEL="--kernel /extra/bzImage --initrd /extra/initramfs.cpio.gz"
@@ -54,6 +55,10 @@ if [ $api_ok = 1 ]; then expect_ok "swiftlet ctl: configure, start, pause, resum
 # --no-api, a log FIFO nobody reads, and the boot timer (Linux's init, then the tiny guest)
 firecracker_checks 180 /extra/bzImage /extra/initramfs.cpio.gz "$CMDLINE" "$POWER_OFF" 0xD0000000
 boot_timer_tiny_checks 30 /extra/boot-timer-x86_64.bin "$RESET"
+
+# --- seccomp (lib-seccomp.sh): every thread kind under its filter, and a call outside a
+# thread's list kills the VMM with a report (all other checks run with the filters on too)
+seccomp_checks 180 "$CMDLINE" "$POWER_OFF"
 
 # --- bad input: one clear line, non-zero exit
 vm notbz 30 --kernel /extra/initramfs.cpio.gz

@@ -128,6 +128,9 @@ static inline ssize_t sl_pwritev(int fd, const struct iovec *iov, int count, off
 
 // MARK: taps (struct ifreq lives in <net/if.h>, which clashes with <linux/if.h>: shim.c only)
 static const unsigned long SL_TUNSETOFFLOAD = TUNSETOFFLOAD;
+static const unsigned long SL_TUNSETIFF = TUNSETIFF;
+static const unsigned long SL_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+static const unsigned long SL_SIOCGIFMTU = 0x8921;   // linux/sockios.h
 /// The size of struct virtio_net_hdr_v1, which a VERSION_1 virtio-net device exchanges.
 static const int SL_VNET_HDR_SIZE = 12;
 /// IFNAMSIZ: interface names are at most 15 bytes and a NUL.
@@ -187,6 +190,39 @@ char **sl_argv(void);
 /// CLOCK_MONOTONIC (ns) when the same hook ran: the process's start, as near its exec as
 /// the program's own code gets.
 uint64_t sl_process_start_monotonic_ns(void);
+
+// MARK: seccomp (seccomp.c, on libseccomp)
+/// One allow rule: the syscall, and if `has_condition`, (argument & mask) == value.
+struct sl_seccomp_rule {
+    int syscall;
+    int has_condition;
+    unsigned argument;
+    uint64_t mask;
+    uint64_t value;
+};
+/// A compiled BPF program (struct sock_fprog's parts; linux/filter.h is seccomp.c's only).
+struct sl_seccomp_program {
+    void *instructions;
+    unsigned short count;
+};
+enum { SL_SECCOMP_ARCH_X86_64 = 0, SL_SECCOMP_ARCH_AARCH64 = 1 };
+/// Compiles the allow-list for this machine's architecture; what it does not allow traps
+/// (SIGSYS, reported by the handler of sl_seccomp_arm_report) or, with `log_only`, is
+/// allowed and logged by the kernel (dmesg: audit type=1326). 0 or -errno.
+int sl_seccomp_compile(const struct sl_seccomp_rule *rules, size_t count, int log_only,
+                       struct sl_seccomp_program *out);
+void sl_seccomp_program_free(struct sl_seccomp_program *program);
+/// The syscall's number on this machine, or negative (no such call here).
+int sl_seccomp_syscall_number(const char *name);
+/// The syscall's number on an architecture (SL_SECCOMP_ARCH_*), or negative.
+int sl_seccomp_syscall_number_arch(int arch, const char *name);
+/// Installs the process's SIGSYS handler: one line naming the thread kind and the call,
+/// then the process dies of SIGSYS. 0 or -errno.
+int sl_seccomp_arm_report(void);
+/// no_new_privs, then the program, on the calling thread only. 0 or -errno.
+int sl_seccomp_install(const struct sl_seccomp_program *program, const char *kind);
+/// PR_GET_SECCOMP for the calling thread: 0 none, 2 filter.
+int sl_seccomp_mode_of_calling_thread(void);
 
 // MARK: libfdt macros
 static inline uint32_t sl_fdt_totalsize(const void *fdt) { return fdt_totalsize(fdt); }
