@@ -56,6 +56,11 @@ public struct SyscallRule: Equatable, Sendable {
         SyscallRule(name: name, condition: Condition(argument: index, mask: ~0, value: value))
     }
 
+    /// `name` only when its argument `index`, masked, equals `value`.
+    public static func allow(_ name: String, argument index: UInt32, masked mask: UInt64, equals value: UInt64) -> SyscallRule {
+        SyscallRule(name: name, condition: Condition(argument: index, mask: mask, value: value))
+    }
+
     /// ioctl with this request only. The kernel takes the request as a 32-bit int, so only
     /// the low 32 bits are compared (as the kernel sees them).
     public static func ioctl(_ request: UInt) -> SyscallRule {
@@ -67,16 +72,24 @@ public struct SyscallRule: Equatable, Sendable {
 /// architectures' tables; what each thread really calls was taken from strace and from the
 /// kernel's log of `--seccomp=log` runs of the test suites on both architectures.
 public enum SeccompPolicy {
-    /// What the C and Swift runtimes do on any thread: memory, locks, time, signals
-    /// (the vCPU kick returns through rt_sigreturn), the thread's end, and messages to
-    /// stderr (write: also how eventfds are signalled; poll: waiting for a full stderr).
-    static let runtime: [SyscallRule] = [
-        "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
-        "futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
-        "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
-        "getpid", "gettid", "getrandom",
-        "write", "poll", "ppoll", "exit", "exit_group",
-    ].map(SyscallRule.allow)
+    /// What the C and Swift runtimes do on any thread: memory (never executable: no code
+    /// is made at run time), locks, time, signals (the vCPU kick returns through
+    /// rt_sigreturn; abort() raises with tgkill, to this process only), the thread's end,
+    /// and messages to stderr (write: also how eventfds are signalled; poll: waiting for a
+    /// full stderr).
+    static func runtime(pid: Int32) -> [SyscallRule] {
+        [
+            "brk", "munmap", "mremap", "madvise",
+            "futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
+            "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
+            "getpid", "gettid", "getrandom",
+            "write", "poll", "ppoll", "exit", "exit_group",
+        ].map(SyscallRule.allow) + [
+            .allow("mmap", argument: 2, masked: UInt64(PROT_EXEC), equals: 0),
+            .allow("mprotect", argument: 2, masked: UInt64(PROT_EXEC), equals: 0),
+            .allow("tgkill", argument: 0, equals: UInt64(UInt32(bitPattern: pid))),
+        ]
+    }
 
     /// The KVM requests a vCPU thread makes while the guest runs.
     static var vcpuIoctls: [UInt] {
@@ -124,29 +137,31 @@ public enum SeccompPolicy {
 
     /// The main thread: everything else Swiftlet does, none of what it never does (exec,
     /// ptrace, mount, namespaces, module loading, BPF, keys, network sockets, setuid).
+    /// Starting a thread (clone3 and what glibc's new thread does before it installs its own
+    /// filter) happens under this one; so does building a VM.
     static let mainCalls: [SyscallRule] = [
-        "open", "openat", "close", "fstat", "newfstatat", "statx", "stat", "lstat", "readlink", "readlinkat",
-        "access", "faccessat", "faccessat2", "getcwd", "unlink", "unlinkat", "umask", "chmod", "fchmod", "fchmodat",
-        "ftruncate", "flock", "fcntl", "dup", "dup3", "pipe2", "memfd_create",
-        "epoll_create1",
-        "eventfd2", "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime",
-        "bind", "listen", "getsockname",
-        "clone", "clone3", "set_robust_list", "rseq", "sched_getaffinity", "prctl", "seccomp",
-        "rt_sigaction", "tgkill", "kill", "sigaltstack", "wait4", "uname", "getuid", "geteuid", "getgid", "getegid",
-        "getrlimit", "prlimit64", "sysinfo",
-    ].map(SyscallRule.allow)
+        "open", "openat", "close", "fstat", "newfstatat", "unlink", "unlinkat", "umask", "chmod", "fchmodat",
+        "fcntl", "epoll_create1", "eventfd2", "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+        "bind", "listen", "clone", "clone3", "set_robust_list", "rseq", "sched_getaffinity", "rt_sigaction",
+    ].map(SyscallRule.allow) + [
+        // Naming a thread, and the no_new_privs and filter a new thread installs.
+        .allow("prctl", argument: 0, equals: UInt64(PR_SET_NAME)),
+        .allow("prctl", argument: 0, equals: UInt64(PR_SET_NO_NEW_PRIVS)),
+        .allow("seccomp", argument: 0, equals: UInt64(SECCOMP_SET_MODE_FILTER)),
+    ]
 
-    /// The allow-list of `kind` on this machine.
-    public static func allowList(for kind: ThreadKind) -> [SyscallRule] {
+    /// The allow-list of `kind` on this machine, for the process `pid`.
+    public static func allowList(for kind: ThreadKind, pid: Int32 = getpid()) -> [SyscallRule] {
+        let base = runtime(pid: pid)
         switch kind {
         case .vcpu:
-            return runtime + vcpuIoctls.map(SyscallRule.ioctl)
+            return base + vcpuIoctls.map(SyscallRule.ioctl)
         case .io:
-            return runtime + ioCalls + [SL_KVM_IRQ_LINE].map(SyscallRule.ioctl)
+            return base + ioCalls + [SL_KVM_IRQ_LINE].map(SyscallRule.ioctl)
         case .console, .writer:
-            return runtime + writerCalls
+            return base + writerCalls
         case .main:
-            var rules = runtime + mainCalls
+            var rules = base + mainCalls
             for rule in ioCalls + writerCalls where !rules.contains(rule) { rules.append(rule) }
             for request in vcpuIoctls + buildIoctls where !rules.contains(.ioctl(request)) { rules.append(.ioctl(request)) }
             return rules

@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -30,6 +31,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
