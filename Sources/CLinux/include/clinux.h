@@ -133,6 +133,8 @@ static const unsigned long SL_TUNSETOFFLOAD = TUNSETOFFLOAD;
 static const unsigned long SL_TUNSETIFF = TUNSETIFF;
 static const unsigned long SL_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 static const unsigned long SL_SIOCGIFMTU = 0x8921;   // linux/sockios.h
+/// glibc's if_nametoindex, which sl_tap_open asks first.
+static const unsigned long SL_SIOCGIFINDEX = 0x8933;
 /// The size of struct virtio_net_hdr_v1, which a VERSION_1 virtio-net device exchanges.
 static const int SL_VNET_HDR_SIZE = 12;
 /// IFNAMSIZ: interface names are at most 15 bytes and a NUL.
