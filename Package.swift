@@ -29,7 +29,7 @@ let package = Package(
         .testTarget(name: "APITests", dependencies: ["API", "SwiftletCore"], swiftSettings: testSettings),
         .testTarget(name: "ARM64Tests", dependencies: ["ARM64", "SwiftletCore", "VMM"], swiftSettings: testSettings),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ARM64", "X86_64", "SwiftletCore"], swiftSettings: testSettings),
-        .testTarget(name: "X86_64Tests", dependencies: ["X86_64", "KVM", "SwiftletCore"], swiftSettings: testSettings),
+        .testTarget(name: "X86_64Tests", dependencies: ["X86_64", "KVM", "SwiftletCore", "VMM"], swiftSettings: testSettings),
         .testTarget(name: "IntegrationTests",
                     dependencies: ["CLinux", "SwiftletCore", "KVM", "VMM", "X86_64"],
                     exclude: ["api_client.py", "terminal_test.py"], swiftSettings: testSettings),
@@ -58,6 +58,7 @@ if Context.environment["SWIFTLET_FUZZ"] == "1" {
         ("devicetree", ["ARM64", "CLinux", "SwiftletCore"]),
         ("arm64-image", ["ARM64", "SwiftletCore"]),
         ("bzimage", ["X86_64", "SwiftletCore"]),
+        ("vmlinux", ["X86_64", "SwiftletCore"]),
     ]
     for target in fuzzTargets {
         package.targets.append(.executableTarget(

@@ -112,11 +112,17 @@ public enum X86Machine: Machine {
         #endif
     }
 
-    /// Writes everything the guest finds in memory at boot: kernel, page tables, command
+    /// Writes everything the guest finds in memory at boot: kernel (its segments), page tables, command
     /// line, MP table, ACPI tables (from the device records), initrd, boot_params.
     static func writeBootData(_ plan: BootPlan, cpus: Int, devices: DeviceManager, memory: GuestMemory) throws(SwiftletError) {
         let layout = plan.layout
-        try plan.kernel.copy(into: memory, at: Layout.kernel, fileOffset: layout.kernelFileOffset, length: layout.kernelLength)
+        for segment in layout.segments {
+            try plan.kernel.copy(into: memory, at: segment.address, fileOffset: segment.fileOffset, length: segment.fileSize)
+            // A vmlinux's zero-filled tail (p_memsz past p_filesz): zeroed here rather than
+            // trusted to be fresh memory, so the load is the same on any RAM.
+            let tail = segment.memorySize - segment.fileSize
+            if tail > 0 { try memory.pointer(at: segment.address + segment.fileSize, length: tail).initializeMemory(as: UInt8.self, repeating: 0, count: Int(tail)) }
+        }
         try LongMode.writeTables(memory)
         try memory.write(layout.cmdline, at: Layout.cmdline)
         try memory.write(MPTable.make(cpus: cpus, at: Layout.mpTable), at: Layout.mpTable)
@@ -126,11 +132,17 @@ public enum X86Machine: Machine {
         }
         try memory.write(acpi.bytes, at: Layout.acpiTables)
         if let initrd = plan.initrd, let range = layout.initrd { try initrd.copy(into: memory, at: range.lowerBound, length: initrd.size) }
-        if let image = layout.bzImage {
-            let regions = memory.mappings.map { $0.region }
-            let page = BootParams.make(image: image, cmdlineAddress: Layout.cmdline, initrd: layout.initrd,
-                                       e820: BootParams.e820(ram: regions), acpiRSDP: acpi.rsdp)
-            try memory.write(page, at: Layout.bootParams)
+        let e820 = BootParams.e820(ram: memory.mappings.map { $0.region })
+        switch layout.format {
+        case .bzImage:
+            guard let image = layout.bzImage else { break }
+            try memory.write(BootParams.make(image: image, cmdlineAddress: Layout.cmdline, initrd: layout.initrd,
+                                             e820: e820, acpiRSDP: acpi.rsdp), at: Layout.bootParams)
+        case .vmlinux:
+            try memory.write(BootParams.make(vmlinux: layout.setupHeader, cmdlineAddress: Layout.cmdline, initrd: layout.initrd,
+                                             e820: e820, acpiRSDP: acpi.rsdp), at: Layout.bootParams)
+        case .raw:
+            break
         }
     }
 

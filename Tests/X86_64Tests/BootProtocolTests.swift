@@ -36,7 +36,7 @@ final class BzImageTests: XCTestCase {
 
     func testNotABzImage() {
         XCTAssertThrowsError(try X86BootPlan.make(kernel: file([UInt8](repeating: 0x90, count: 0x1000)), initrdSize: 10, cmdline: nil, lowRAMEnd: 1 << 28)) {
-            XCTAssertEqual("\($0)", "--initrd needs a bzImage kernel; bzImage is a raw binary")
+            XCTAssertEqual("\($0)", "--initrd needs a bzImage or vmlinux kernel; bzImage is a raw binary")
         }
         XCTAssertThrowsError(try BzImage(ImageHeader(path: "zeros", bytes: [UInt8](repeating: 0, count: 0x1000)))) {
             XCTAssertEqual("\($0)", "kernel zeros is not a bzImage (no \"HdrS\" boot header)")

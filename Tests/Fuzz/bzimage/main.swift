@@ -32,21 +32,26 @@ runFuzzer { buffer in
         return
     }
     let fileSize = kernel.header.fileSize
-    require(plan.kernelFileOffset <= fileSize && plan.kernelLength <= fileSize - plan.kernelFileOffset,
-            "kernel bytes \(plan.kernelFileOffset)+\(plan.kernelLength) lie past the file's \(fileSize)")
-    require(plan.kernelLength <= lowRAMEnd - kernelAddress, "kernel does not fit below the end of low RAM")
+    // An ELF file is the vmlinux target's; here it is only one more refusal or plan.
+    guard plan.format != .vmlinux else { return }
+    require(plan.segments.count == 1 && plan.segments[0].address == kernelAddress, "not one piece at 1 MiB")
+    let piece = plan.segments[0]
+    require(piece.fileOffset <= fileSize && piece.fileSize <= fileSize - piece.fileOffset,
+            "kernel bytes \(piece.fileOffset)+\(piece.fileSize) lie past the file's \(fileSize)")
+    require(piece.memorySize == piece.fileSize, "a zero-filled tail on a bzImage or raw binary")
+    require(piece.fileSize <= lowRAMEnd - kernelAddress, "kernel does not fit below the end of low RAM")
     require(plan.cmdline.last == 0 && !plan.cmdline.dropLast().contains(0), "command line is not one C string")
     if let initrd = plan.initrd {
         require(initrd.upperBound - initrd.lowerBound == kernel.initrdSize, "initrd range size differs from the initrd")
         require(initrd.upperBound <= lowRAMEnd && initrd.lowerBound % 4096 == 0, "initrd outside low RAM or unaligned")
-        require(initrd.lowerBound >= kernelAddress + plan.kernelLength, "initrd overlaps the kernel")
+        require(initrd.lowerBound >= kernelAddress + piece.fileSize, "initrd overlaps the kernel")
     }
     guard let image = plan.bzImage else {
         require(plan.initrd == nil && plan.entry == kernelAddress, "raw binary with an initrd or another entry")
         return
     }
     require(plan.entry == kernelAddress + 0x200, "bzImage entry is not startup_64")
-    require(plan.kernelFileOffset == image.payloadOffset && plan.kernelLength == image.payloadSize, "payload mismatch")
+    require(piece.fileOffset == image.payloadOffset && piece.fileSize == image.payloadSize, "payload mismatch")
     require(image.footprint <= lowRAMEnd - kernelAddress, "bzImage footprint does not fit")
     if let initrd = plan.initrd {
         require(initrd.lowerBound >= kernelAddress + image.footprint, "initrd overlaps the decompressing kernel")
