@@ -11,7 +11,15 @@ public enum APIReply {
 
 /// The control API's HTTP/1.1 server on a Unix socket, polled by the main loop (no threads).
 ///
-/// Against hostile local clients: the socket is owner-only (0600) from the moment it exists;
+/// Who may connect: the socket is owner-only (0600) from the moment it exists, unless the
+/// access policy admits other users or groups (`--api-allow`), when it is 0666; either
+/// way each accepted connection's SO_PEERCRED is checked against the policy (the VMM's
+/// own user, and those listed), and a peer it does not admit is answered 403 at once, and
+/// what it sends is discarded unparsed until it closes (or for a second; see `linger`):
+/// counted in `forbidden`, logged, and audited when there is an audit trail. A ticket
+/// carries its request's peer.
+///
+/// Against hostile local clients:
 /// requests must stay within the parser's limits and arrive whole within the policy's
 /// request deadline (default 5 s from the first byte, head and body together, so a client
 /// dripping a byte at a time is dropped with 408); idle keep-alive connections may stay longer
@@ -54,10 +62,13 @@ public final class APIServer: PollSource {
     public struct Ticket: Hashable, Sendable, CustomStringConvertible {
         let connection: UInt64
         let request: UInt64
+        /// Who sent the request (the connection's peer, as the kernel saw it at connect).
+        public let peer: PeerCredentials
         public var description: String { "request \(request) on connection \(connection)" }
     }
 
     public let path: String
+    public let access: APIAccessPolicy
     private var isShutDown = false
     public let policy: SlotPolicy
     /// The largest request body (413 beyond).
@@ -76,6 +87,9 @@ public final class APIServer: PollSource {
     public private(set) var refused = 0
     /// Requests the parser rejected (a 4xx, then the connection is closed).
     public private(set) var malformed = 0
+    /// Connections closed at once because the access policy did not admit their peer (or
+    /// its credentials could not be read).
+    public private(set) var forbidden = 0
     /// Late answers for a connection that had gone away (or an unknown or answered ticket).
     public private(set) var lateRepliesDiscarded = 0
     /// Connections open now.
@@ -84,6 +98,7 @@ public final class APIServer: PollSource {
     private let listenFD: Int32
     private let handler: Handler
     private let logger: Logger
+    private let audit: AuditLog?
     private var connections: [Connection] = []
     /// `connections` as `pollDescriptors` listed them: `fds[1...]` of `handleEvents`.
     private var polled: [Connection] = []
@@ -91,6 +106,9 @@ public final class APIServer: PollSource {
     private var lastRequest: UInt64 = 0
     /// When a deferred answer left pipelined requests to resume (the next deadline, at once).
     private var resumeAt: Int64?
+    /// Refused clients being drained before they are closed (see `linger`), and when each
+    /// is closed regardless.
+    private var lingering: [(fd: Int32, until: Int64)] = []
 
     private struct Awaiting {
         let ticket: Ticket
@@ -104,6 +122,7 @@ public final class APIServer: PollSource {
     private final class Connection {
         let fd: Int32
         let serial: UInt64
+        let peer: PeerCredentials
         var parser: HTTPRequestParser
         var outgoing: [UInt8] = []
         var closeWhenFlushed = false
@@ -121,9 +140,10 @@ public final class APIServer: PollSource {
         var earlyResponse: HTTPResponse?
         /// Its deferred answer came: parse what it pipelined meanwhile.
         var resume = false
-        init(fd: Int32, serial: UInt64, now: Int64, maxBodyBytes: Int) {
+        init(fd: Int32, serial: UInt64, peer: PeerCredentials, now: Int64, maxBodyBytes: Int) {
             self.fd = fd
             self.serial = serial
+            self.peer = peer
             parser = HTTPRequestParser(maxBodyBytes: maxBodyBytes)
             idleSince = now
         }
@@ -131,15 +151,19 @@ public final class APIServer: PollSource {
 
     /// Listens on `path` (see `UnixSocket.listen`). Create it on the main thread before
     /// other threads start: the socket is created under a temporarily strict umask.
-    /// Requests and answers are logged to `logger`.
+    /// Requests and answers are logged to `logger`; refused peers also to `audit`.
+    /// `access` defaults to the VMM's own effective user only.
     public init(path: String, policy: SlotPolicy = SlotPolicy(), maxBodyBytes: Int = HTTPRequestParser.defaultMaxBodyBytes,
-                logger: Logger = .shared, handler: @escaping Handler) throws(SwiftletError) {
+                access: APIAccessPolicy = APIAccessPolicy(ownerUID: geteuid()), logger: Logger = .shared,
+                audit: AuditLog? = nil, handler: @escaping Handler) throws(SwiftletError) {
         self.path = path
         self.policy = policy
         self.maxBodyBytes = maxBodyBytes
+        self.access = access
         self.logger = logger
+        self.audit = audit
         self.handler = handler
-        listenFD = try UnixSocket.listen(path: path)
+        listenFD = try UnixSocket.listen(path: path, worldConnectable: access.socketIsWorldConnectable)
     }
 
     deinit { shutDown() }
@@ -155,6 +179,8 @@ public final class APIServer: PollSource {
             close(connection.fd)
         }
         connections.removeAll()
+        for entry in lingering { close(entry.fd) }
+        lingering.removeAll()
         close(listenFD)
         unlink(path)
     }
@@ -209,6 +235,7 @@ public final class APIServer: PollSource {
             let events = !connection.outgoing.isEmpty ? Int32(POLLOUT) : (connection.awaiting != nil ? 0 : Int32(POLLIN))
             fds.append(pollfd(fd: connection.fd, events: Int16(events), revents: 0))
         }
+        for entry in lingering { fds.append(pollfd(fd: entry.fd, events: Int16(POLLIN), revents: 0)) }
         return fds
     }
 
@@ -219,7 +246,21 @@ public final class APIServer: PollSource {
             if revents & Int32(POLLIN) != 0 { receive(connection, now: now) }
             else if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 { drop(connection) }
         }
+        // The lingering refused clients follow the connections in `fds`.
+        let lingeringBase = 1 + polled.count
         polled = []
+        var stillLingering: [(fd: Int32, until: Int64)] = []
+        for (index, entry) in lingering.enumerated() {
+            let slot = lingeringBase + index
+            let revents = slot < fds.count && fds[slot].fd == entry.fd ? Int32(fds[slot].revents) : 0
+            if revents != 0 && !drain(entry.fd) { continue }
+            if now >= entry.until {
+                close(entry.fd)
+                continue
+            }
+            stillLingering.append(entry)
+        }
+        lingering = stillLingering
         if !fds.isEmpty, Int32(fds[0].revents) & Int32(POLLIN) != 0 { acceptClients(now: now) }
         if resumeAt != nil {
             resumeAt = nil
@@ -248,6 +289,7 @@ public final class APIServer: PollSource {
 
     public var nextDeadline: Int64? {
         var next = resumeAt
+        for entry in lingering where next.map({ entry.until < $0 }) ?? true { next = entry.until }
         for connection in connections where !connection.closed {
             guard let deadline = policy.deadline(phase(of: connection)) else { continue }
             if let earlier = next, earlier <= deadline { continue }
@@ -269,6 +311,8 @@ public final class APIServer: PollSource {
         while true {
             let fd = sl_accept_nonblocking(listenFD)
             if fd < 0 { return }
+            // Before the slot policy: a peer that may not talk to us must not evict one that may.
+            guard let peer = admittedPeer(fd) else { continue }
             let open = connections.filter { !$0.closed }
             switch policy.admit(open.map { phase(of: $0) }) {
             case .accept:
@@ -286,9 +330,57 @@ public final class APIServer: PollSource {
                 continue
             }
             lastConnection += 1
-            connections.append(Connection(fd: fd, serial: lastConnection, now: now, maxBodyBytes: maxBodyBytes))
+            connections.append(Connection(fd: fd, serial: lastConnection, peer: peer, now: now, maxBodyBytes: maxBodyBytes))
         }
     }
+
+    /// The peer of a new connection if the access policy admits it; otherwise it is told
+    /// 403, closed, counted, logged and audited, and nil.
+    private func admittedPeer(_ fd: Int32) -> PeerCredentials? {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        let rc = sl_peer_credentials(fd, &pid, &uid, &gid)
+        let peer = PeerCredentials(pid: pid, uid: uid, gid: gid)
+        if rc == 0 && access.admits(peer) { return peer }
+        forbidden += 1
+        let reason = rc == 0
+            ? "access denied: uid \(uid) (gid \(gid)) may not use this API (the VMM's own user and --api-allow's may)"
+            : "access denied: the client's credentials could not be read (\(SwiftletError.errnoString(-rc)))"
+        logger.warn("The API server refused a client (\(peer)): \(reason)")
+        audit?.record(.apiRefused(peer, status: APIServer.forbiddenStatus, reason: reason))
+        tell(fd, APIServer.forbiddenStatus, reason)
+        linger(fd)
+        return nil
+    }
+
+    /// A refused client that already sent its request (or sends it as we answer) would see
+    /// its write fail or its read reset if we closed at once with its bytes unread: the
+    /// answer is followed by our end of the stream (shutdown), and what it sends is read and
+    /// discarded until it closes, for at most `refusedLingerMs`. At most
+    /// `maxLingering` such connections wait; beyond that they are closed at once.
+    private func linger(_ fd: Int32) {
+        guard lingering.count < APIServer.maxLingering else {
+            close(fd)
+            return
+        }
+        _ = shutdown(fd, Int32(SHUT_WR))
+        lingering.append((fd, monotonicMilliseconds() + APIServer.refusedLingerMs))
+    }
+
+    public static let refusedLingerMs: Int64 = 1000
+    public static let maxLingering = 16
+
+    /// Reads and discards what a lingering refused client sent; closes it at its end (or an
+    /// error). False when closed.
+    private func drain(_ fd: Int32) -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n > 0 || (n < 0 && (sl_errno() == EAGAIN || sl_errno() == EINTR)) { return true }
+        close(fd)
+        return false
+    }
+
+    /// The answer to a peer the access policy refuses.
+    public static let forbiddenStatus = 403
 
     private func receive(_ connection: Connection, now: Int64) {
         guard !connection.closed, !connection.closeWhenFlushed, connection.awaiting == nil else { return }
@@ -316,7 +408,7 @@ public final class APIServer: PollSource {
             case .request(let request):
                 connection.requestStart = nil
                 lastRequest += 1
-                let ticket = Ticket(connection: connection.serial, request: lastRequest)
+                let ticket = Ticket(connection: connection.serial, request: lastRequest, peer: connection.peer)
                 logger.info(APIRequestLog.received(request))
                 connection.awaiting = Awaiting(ticket: ticket, keepAlive: request.keepAlive, method: request.method,
                                                path: request.path, receivedAt: monotonicNanoseconds())
@@ -409,9 +501,14 @@ public enum UnixSocket {
         return address
     }
 
-    /// Listens on `path`, owner-only (mode 0600) from the start. A leftover socket nobody
-    /// listens on is replaced; anything else at the path is an error.
-    static func listen(path: String) throws(SwiftletError) -> Int32 {
+    /// The umask for bind(): owner-only (0600), or with `worldConnectable` 0666 (connecting
+    /// to a Unix socket needs write permission on its file; the server checks each peer).
+    static func bindMask(worldConnectable: Bool) -> mode_t { worldConnectable ? 0o111 : 0o177 }
+
+    /// Listens on `path`, owner-only (mode 0600) from the start, or connectable by all
+    /// (0666) with `worldConnectable`. A leftover socket nobody listens on is replaced;
+    /// anything else at the path is an error.
+    static func listen(path: String, worldConnectable: Bool = false) throws(SwiftletError) -> Int32 {
         var address = try address(path)
         var info = stat()
         if lstat(path, &info) == 0 {
@@ -435,7 +532,7 @@ public enum UnixSocket {
         // be left behind by a crash). The cost is that umask is process-wide: a file another
         // thread created during this bind() would get the stricter mask (never a wider one);
         // swiftlet creates its server before any other thread starts.
-        let callerMask = umask(0o177)
+        let callerMask = umask(bindMask(worldConnectable: worldConnectable))
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }

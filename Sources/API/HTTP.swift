@@ -400,6 +400,7 @@ public struct HTTPResponse: Equatable {
         case 201: return "Created"
         case 204: return "No Content"
         case 400: return "Bad Request"
+        case 403: return "Forbidden"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 408: return "Request Timeout"

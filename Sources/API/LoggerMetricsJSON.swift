@@ -69,3 +69,28 @@ public enum MetricsJSON {
         return properties
     }
 }
+
+extension LoggerJSON {
+    /// The logger's configuration in PUT /logger's fields (unset ones null), for the audit
+    /// trail's record of a change.
+    public static func json(_ logger: LoggerConfig) -> JSONValue {
+        .object([
+            ("log_path", logger.logPath.map { .string($0) } ?? .null),
+            ("level", logger.level.map { .string($0.description) } ?? .null),
+            ("show_level", logger.showLevel.map { .bool($0) } ?? .null),
+            ("show_log_origin", logger.showLogOrigin.map { .bool($0) } ?? .null),
+            ("module", logger.module.map { .string($0) } ?? .null),
+        ])
+    }
+}
+
+extension MetricsJSON {
+    /// The metrics' configuration in PUT /metrics' fields (properties sorted by name).
+    public static func json(_ metrics: MetricsConfig) -> JSONValue {
+        .object([
+            ("metrics_path", .string(metrics.path)),
+            ("emit_id", .bool(metrics.emitID)),
+            ("properties", .object(metrics.properties.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+        ])
+    }
+}

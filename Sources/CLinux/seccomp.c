@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -78,9 +79,9 @@ int sl_seccomp_syscall_number_arch(int arch, const char *name) {
 }
 
 #if defined(__x86_64__)
-#define SL_SECCOMP_ARCH_NAME " (x86_64)"
+#define SL_SECCOMP_ARCH "x86_64"
 #else
-#define SL_SECCOMP_ARCH_NAME " (aarch64)"
+#define SL_SECCOMP_ARCH "aarch64"
 #endif
 
 // The calling thread's kind, for the report (the handler runs on the thread that broke its
@@ -92,21 +93,87 @@ static size_t append(char *line, size_t at, size_t cap, const char *text) {
     return at;
 }
 
+/// `value` in decimal, zero-padded to `digits` (at most 20).
+static size_t append_decimal(char *line, size_t at, size_t cap, uint64_t value, int digits) {
+    char scratch[20];
+    int d = 0;
+    do { scratch[d++] = (char)('0' + value % 10); value /= 10; } while ((value || d < digits) && d < 20);
+    while (d > 0 && at < cap) line[at++] = scratch[--d];
+    return at;
+}
+
+// The audit log's descriptor, or -1: the handler may only read a plain int.
+static volatile sig_atomic_t sl_seccomp_audit_fd = -1;
+
+void sl_seccomp_set_audit_fd(int fd) { sl_seccomp_audit_fd = fd; }
+
+size_t sl_seccomp_audit_line(char *line, size_t cap, int64_t seconds, long nanoseconds, const char *kind,
+                             unsigned number, int pid) {
+    if (cap == 0) return 0;
+    cap -= 1;   // room for the newline
+    // The civil date in integers (Howard Hinnant's days_from_civil inverse, as the Swift
+    // logger computes it): 400-year eras of 146097 days, years starting on March 1.
+    int64_t days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400;
+    int64_t second_of_day = seconds - days * 86400;
+    int64_t shifted = days + 719468;
+    int64_t era = (shifted >= 0 ? shifted : shifted - 146096) / 146097;
+    int64_t day_of_era = shifted - era * 146097;
+    int64_t year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+    int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    int64_t month_from_march = (5 * day_of_year + 2) / 153;
+    int64_t day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    int64_t month = month_from_march < 10 ? month_from_march + 3 : month_from_march - 9;
+    int64_t year = year_of_era + era * 400 + (month <= 2 ? 1 : 0);
+    size_t n = 0;
+    n = append(line, n, cap, "{\"time\":\"");
+    n = append_decimal(line, n, cap, year < 0 ? 0 : (uint64_t)year, 4);
+    n = append(line, n, cap, "-");
+    n = append_decimal(line, n, cap, (uint64_t)month, 2);
+    n = append(line, n, cap, "-");
+    n = append_decimal(line, n, cap, (uint64_t)day, 2);
+    n = append(line, n, cap, "T");
+    n = append_decimal(line, n, cap, (uint64_t)(second_of_day / 3600), 2);
+    n = append(line, n, cap, ":");
+    n = append_decimal(line, n, cap, (uint64_t)(second_of_day / 60 % 60), 2);
+    n = append(line, n, cap, ":");
+    n = append_decimal(line, n, cap, (uint64_t)(second_of_day % 60), 2);
+    n = append(line, n, cap, ".");
+    n = append_decimal(line, n, cap, nanoseconds < 0 ? 0 : (uint64_t)nanoseconds, 9);
+    n = append(line, n, cap, "Z\",\"event\":\"seccomp_violation\",\"pid\":");
+    n = append_decimal(line, n, cap, pid < 0 ? 0 : (uint64_t)pid, 1);
+    // The kind is one of Swiftlet's own thread kind names (letters only): no escaping.
+    n = append(line, n, cap, ",\"thread\":\"");
+    n = append(line, n, cap, kind);
+    n = append(line, n, cap, "\",\"syscall\":");
+    n = append_decimal(line, n, cap, number, 1);
+    n = append(line, n, cap, ",\"arch\":\"" SL_SECCOMP_ARCH "\"}");
+    line[n++] = '\n';
+    return n;
+}
+
 static void sl_seccomp_report(int signo, siginfo_t *info, void *context) {
     (void)signo;
     (void)context;
     char line[200];
     size_t n = 0, cap = sizeof line - 1;
-    n = append(line, n, cap, "swiftlet: seccomp: the ");
-    n = append(line, n, cap, sl_seccomp_kind[0] ? sl_seccomp_kind : "?");
-    n = append(line, n, cap, " thread made system call ");
-    char digits[12];
-    int d = 0;
+    const char *kind = sl_seccomp_kind[0] ? sl_seccomp_kind : "?";
     unsigned number = (unsigned)info->si_syscall;
-    do { digits[d++] = (char)('0' + number % 10); number /= 10; } while (number && d < 11);
-    while (d > 0 && n < cap) line[n++] = digits[--d];
-    n = append(line, n, cap, SL_SECCOMP_ARCH_NAME ", which its filter does not allow: the VMM is killed (SIGSYS)\n");
+    n = append(line, n, cap, "swiftlet: seccomp: the ");
+    n = append(line, n, cap, kind);
+    n = append(line, n, cap, " thread made system call ");
+    n = append_decimal(line, n, cap, number, 1);
+    n = append(line, n, cap, " (" SL_SECCOMP_ARCH "), which its filter does not allow: the VMM is killed (SIGSYS)\n");
     (void)!write(2, line, n);
+    // The audit line: only calls every filter allows (clock_gettime, getpid, write), all
+    // async-signal-safe, and integer formatting.
+    int audit = sl_seccomp_audit_fd;
+    if (audit >= 0) {
+        struct timespec now = {0, 0};
+        clock_gettime(CLOCK_REALTIME, &now);
+        char record[256];
+        size_t length = sl_seccomp_audit_line(record, sizeof record, (int64_t)now.tv_sec, now.tv_nsec, kind, number, (int)getpid());
+        (void)!write(audit, record, length);
+    }
     // SIGSYS is blocked while its handler runs: a second forbidden call makes the kernel
     // kill the whole process with SIGSYS. kexec_load is in no thread's allow-list.
     syscall(SYS_kexec_load, 0, 0, 0, 0);

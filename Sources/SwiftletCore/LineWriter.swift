@@ -49,12 +49,12 @@ public final class LineWriter {
     /// and blocks without it, and holding a read end also means a reader that comes and
     /// goes never turns writes into EPIPE; what nobody reads waits in the pipe, and past
     /// its 64 KiB in the writer's ring, where it is dropped and counted. Anything else is
-    /// opened write-only for appending, created (0644) if missing.
-    public static func openDestination(_ path: String) throws(SwiftletError) -> Int32 {
+    /// opened write-only for appending, created (`mode`, by default 0644) if missing.
+    public static func openDestination(_ path: String, mode: UInt32 = 0o644) throws(SwiftletError) -> Int32 {
         var status = stat()
         let isFIFO = stat(path, &status) == 0 && status.st_mode & mode_t(S_IFMT) == mode_t(S_IFIFO)
         let flags = isFIFO ? O_RDWR | O_APPEND | O_NONBLOCK : O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK
-        let fd = sl_open_mode(path, flags, 0o644)   // sl_open_mode adds O_CLOEXEC
+        let fd = sl_open_mode(path, flags, mode)   // sl_open_mode adds O_CLOEXEC
         guard fd >= 0 else { throw .invalidArgument("cannot open \(path): \(SwiftletError.errnoString(sl_errno()))") }
         return fd
     }

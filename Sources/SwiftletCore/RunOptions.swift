@@ -39,6 +39,18 @@ public enum RunOptions {
       --dump-dtb PATH      write the generated device tree (arm64) to PATH and exit
       --api-socket PATH    serve the control API on a Unix socket at PATH; without
                            --kernel or --config-file, wait to be configured through it
+      --api-allow uid=N|gid=N
+                           also admit API clients of user N, or whose effective group
+                           is N (repeatable); the socket is then connectable by all
+                           (0666) and each connection's SO_PEERCRED is checked. Without
+                           it the socket is owner-only (0600) and only the VMM's own
+                           user is admitted. A refused client gets 403
+      --audit-log PATH     append a JSON line per API request (who: pid, uid, gid;
+                           what: method, path, status, old -> new configuration,
+                           action), per refused client, per VM lifecycle event and
+                           per seccomp violation to PATH (a file, created 0600, or a
+                           named pipe); never waits for it: lines it cannot take are
+                           dropped and counted at exit
       --no-reboot          a guest reboot ends swiftlet with status 0 instead
       --stats              at exit, print the VM's exits by kind and each device's
                            reads and writes (of the last boot) on stderr
@@ -204,6 +216,10 @@ public enum RunOptions {
                 }
                 config.seccomp = parsed
             case "--seccomp-deny": config.seccompDenials.append(try SeccompDenial.parse(try next()))
+            case "--api-allow":
+                let rule = try APIPeerRule.parse(try next())
+                if !config.apiAllow.contains(rule) { config.apiAllow.append(rule) }
+            case "--audit-log": config.auditLogPath = try nonEmpty(try next(), argument)
             case "--pmu": config.pmu = true
             case "--sve": config.sve = true
             case "--pauth": config.pointerAuthentication = true
@@ -216,6 +232,9 @@ public enum RunOptions {
         try firecracker.finish(&config, dialect: dialect)
         if config.configFilePath != nil, let shapedBy {
             throw .invalidArgument("\(shapedBy) cannot be combined with --config-file: the config file describes the VM")
+        }
+        if !config.apiAllow.isEmpty && config.apiSocketPath == nil {
+            throw .invalidArgument("--api-allow needs an API socket (--api-socket PATH)")
         }
         if config.kernelPath == nil && config.apiSocketPath == nil && config.configFilePath == nil {
             throw .invalidArgument("--kernel PATH is required, or --config-file PATH, or --api-socket PATH to configure the VM through the API (see swiftlet run --help)")

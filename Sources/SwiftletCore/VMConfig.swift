@@ -51,6 +51,10 @@ public struct VMConfig: Equatable {
     public var seccompDenials: [SeccompDenial] = []
     /// `--http-api-max-payload-size`: the largest request body the API accepts.
     public var apiMaxPayloadBytes = VMConfig.defaultAPIMaxPayloadBytes
+    /// `--api-allow uid=N|gid=N`: peers admitted to the API besides the VMM's own user.
+    public var apiAllow: [APIPeerRule] = []
+    /// `--audit-log PATH`: the audit trail's file (appended to) or named pipe.
+    public var auditLogPath: String?
     /// The jailer's `--start-time-us`, `--start-time-cpu-us` and `--parent-cpu-time-us`.
     public var processStartTimes: ProcessStartTimes?
 

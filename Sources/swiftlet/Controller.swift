@@ -13,7 +13,8 @@ import X86_64
 /// before start, build the host machine on a background thread (InstanceStart, or at once
 /// with --kernel) so the main loop never waits on files or KVM, then start it on the main
 /// thread; pause, resume, power button. Logs the VM's life and feeds the metrics
-/// (attach, detach, console, pause and resume times).
+/// (attach, detach, console, pause and resume times); with an audit trail, records each
+/// request it handles (who, what, the answer, what changed) and the VM's lifecycle.
 final class Controller {
     private(set) var config: VMConfig
     private let system: KVMSystem
@@ -31,6 +32,11 @@ final class Controller {
     var server: APIServer?
     private let telemetry: Telemetry
     private var log: Logger { telemetry.logger }
+    private var audit: AuditLog? { telemetry.audit }
+    /// Requests answered later (InstanceStart, a media change), as the audit trail keeps them.
+    private var pendingAudits: [APIServer.Ticket: AuditedRequest] = [:]
+    /// The configuration the VM is first built from is audited once (not per reboot).
+    private var configuredAudited = false
     /// When the build under way began (for the line that says it is running).
     private var buildStartedAt: Int64 = 0
 
@@ -61,6 +67,10 @@ final class Controller {
         telemetry.metrics.console = console
         let config = self.config, system = self.system
         log.info("Building the VM: \(Controller.summary(config))")
+        if !configuredAudited {
+            configuredAudited = true
+            audit?.record(.configured(config))
+        }
         buildStartedAt = monotonicMilliseconds()
         let job = try BackgroundJob<VM>({ () -> BackgroundJob<VM>.Outcome in
             do throws(SwiftletError) {
@@ -84,8 +94,10 @@ final class Controller {
         case .success(let built):
             do {
                 vm = built
+                let reboot = hasStarted
                 hasStarted = true
                 try loop.start(built)
+                audit?.record(.started(reboot: reboot))
                 telemetry.metrics.attach(built)
                 log.info("The VM is running (built and started in \(monotonicMilliseconds() - buildStartedAt) ms)")
                 // Start-up is over: the code only it ran (parsing, loading, the device tree or
@@ -97,10 +109,13 @@ final class Controller {
         case .failure(let error):
             failure = error
         }
-        if let failure { log.error("Cannot start the VM: \(failure)") }
+        if let failure {
+            log.error("Cannot start the VM: \(failure)")
+            audit?.record(.startFailed("\(failure)"))
+        }
         if let ticket {
             let answer = failure.map { APIError(status: $0.isBadInput ? 400 : 500, message: "cannot start the VM: \($0)").response() }
-            _ = server?.respond(ticket, answer ?? .noContent())
+            self.answer(ticket, answer ?? .noContent())
         } else if let failure {
             // A rebuild for a reboot that fails is the VMM's failure, not the user's input.
             loop.requestStop(hasStarted ? .failure("cannot reboot: \(failure)") : .notStarted(failure))
@@ -145,11 +160,35 @@ final class Controller {
     }
 
     func handle(_ request: HTTPRequest, _ ticket: APIServer.Ticket) -> APIReply {
+        // Taken before the request runs: the resource as it was.
+        var audited = audit == nil ? nil : AuditedRequest(request, peer: ticket.peer, config: config, state: state)
+        let reply: APIReply
         do {
-            return try perform(try APIRouter.route(request, state: state), ticket)
+            let action = try APIRouter.route(request, state: state)
+            audited?.actionType = action.actionType
+            reply = try perform(action, ticket)
         } catch {
-            return .now(error.response())
+            reply = .now(error.response())
         }
+        if let audited {
+            switch reply {
+            case .now(let response): recordAnswer(audited, response)
+            case .later: pendingAudits[ticket] = audited
+            }
+        }
+        return reply
+    }
+
+    /// Gives a deferred answer, audited as the request's (the request had its effect
+    /// whether or not its client is still there to read the answer).
+    private func answer(_ ticket: APIServer.Ticket, _ response: HTTPResponse) {
+        if let audited = pendingAudits.removeValue(forKey: ticket) { recordAnswer(audited, response) }
+        _ = server?.respond(ticket, response)
+    }
+
+    private func recordAnswer(_ audited: AuditedRequest, _ response: HTTPResponse) {
+        let new = audited.old == nil ? nil : AuditedRequest.resource(audited.path, config: config, state: state)
+        audit?.record(.apiRequest(audited, status: response.status, new: new))
     }
 
     private func perform(_ action: APIAction, _ ticket: APIServer.Ticket) throws(APIError) -> APIReply {
@@ -225,6 +264,7 @@ final class Controller {
             let microseconds = (monotonicNanoseconds() - begin) / 1000
             telemetry.metrics.recordPause(microseconds: microseconds)
             log.info("The VM is paused (in \(microseconds) us)")
+            audit?.record(.paused)
             return .now(.noContent())
         case .resume:
             try refuseWhileRebooting()
@@ -234,6 +274,7 @@ final class Controller {
             let microseconds = (monotonicNanoseconds() - begin) / 1000
             telemetry.metrics.recordResume(microseconds: microseconds)
             log.info("The VM is resumed (in \(microseconds) us)")
+            audit?.record(.resumed)
             return .now(.noContent())
         }
     }
@@ -262,9 +303,9 @@ final class Controller {
                 switch outcome {
                 case .success:
                     if let index = config.disks.firstIndex(where: { $0.id == id }) { config.disks[index].path = path }
-                    _ = server?.respond(ticket, .noContent())
+                    answer(ticket, .noContent())
                 case .failure(let error):
-                    _ = server?.respond(ticket, APIError(status: error.isBadInput ? 400 : 500, message: "\(error)").response())
+                    answer(ticket, APIError(status: error.isBadInput ? 400 : 500, message: "\(error)").response())
                 }
             })
         } catch {

@@ -70,10 +70,12 @@ enum RunCommand {
         do {
             if let logger = config.logger { try telemetry.configure(logger) }
             if let metrics = config.metrics { try telemetry.configure(metrics) }
+            if let path = config.auditLogPath { try telemetry.openAudit(path: path) }
             telemetry.logger.info("Running \(versionText(.swiftlet)), speaking Firecracker v\(APIRouter.firecrackerVersion)'s API")
             return try serve(config, id: id, loop: loop, telemetry: telemetry, startedAt: start)
         } catch {
             telemetry.logger.error("The VMM is exiting with status \(error.isBadInput ? 2 : 1): \(error)")
+            telemetry.audit?.record(.stopped(status: error.isBadInput ? 2 : 1, reason: "\(error)"))
             reportLosses(telemetry.finish())
             throw error
         }
@@ -96,7 +98,9 @@ enum RunCommand {
         // deinit would not run before exit).
         defer { controller.server?.shutDown() }
         if let path = config.apiSocketPath {
-            let api = try APIServer(path: path, maxBodyBytes: config.apiMaxPayloadBytes, logger: telemetry.logger) { request, ticket in
+            let access = APIAccessPolicy(ownerUID: geteuid(), rules: config.apiAllow)
+            let api = try APIServer(path: path, maxBodyBytes: config.apiMaxPayloadBytes, access: access,
+                                    logger: telemetry.logger, audit: telemetry.audit) { request, ticket in
                 controller.handle(request, ticket)
             }
             loop.add(api)
@@ -138,6 +142,7 @@ enum RunCommand {
             }
         }
         telemetry.logger.log(exit.isFailure ? .error : .info, "The VMM is exiting with status \(exit.status): \(exit)")
+        telemetry.audit?.record(.stopped(status: exit.status, reason: "\(exit)"))
         reportLosses(telemetry.finish())
         // Always one line, also for the normal ends: power-off, reset and a reset from a
         // guest panic all exit 0, and the line is how a person or a test tells them apart.
@@ -147,7 +152,8 @@ enum RunCommand {
 
     /// Log and metrics lines a stalled destination cost, said once at exit (as the
     /// console's dropped bytes are): the metrics count them too, but not those of the end.
-    static func reportLosses(_ lost: (logLines: UInt64, metricsLines: UInt64)) {
+    static func reportLosses(_ lost: (logLines: UInt64, metricsLines: UInt64, auditLines: UInt64)) {
+        if lost.auditLines > 0 { printError("swiftlet: \(lost.auditLines) audit lines were dropped: the audit log destination did not keep up") }
         if lost.logLines > 0 { printError("swiftlet: \(lost.logLines) log lines were dropped: the log destination did not keep up") }
         if lost.metricsLines > 0 {
             printError("swiftlet: \(lost.metricsLines) metrics lines were dropped: the metrics destination did not keep up")

@@ -1,12 +1,14 @@
+import API
 import SwiftletCore
 import VMM
 
 /// The process's logger and metrics writer: configured from the command line, a config
 /// file and the API (PUT /logger, PUT /metrics), driven by the main loop (the metrics'
-/// period), and written out at exit.
+/// period), and written out at exit; and the audit trail (--audit-log), if any.
 final class Telemetry {
     let logger: Logger
     let metrics: Metrics
+    private(set) var audit: AuditLog?
 
     /// At exit, how long each writer may wait for a stalled destination (a FIFO nobody
     /// reads) before what is left is counted as lost: the VMM must end all the same.
@@ -40,13 +42,24 @@ final class Telemetry {
         }
     }
 
+    /// Opens the audit trail (--audit-log, once, before the main thread's filter: its
+    /// writer thread is started here).
+    func openAudit(path: String) throws(SwiftletError) {
+        do {
+            audit = try AuditLog(path: path)
+        } catch {
+            throw Telemetry.naming("--audit-log", error)
+        }
+    }
+
     /// At exit: the last metrics line (Firecracker writes one as it stops), then both
     /// writers write out what is queued, each waiting a bounded time. Returns what was lost
     /// over the process's life.
-    func finish() -> (logLines: UInt64, metricsLines: UInt64) {
+    func finish() -> (logLines: UInt64, metricsLines: UInt64, auditLines: UInt64) {
         metrics.flush()
         let metricsLines = metrics.finish(milliseconds: Telemetry.finishMilliseconds)
-        return (logger.finish(milliseconds: Telemetry.finishMilliseconds), metricsLines)
+        let auditLines = audit?.finish(milliseconds: Telemetry.finishMilliseconds) ?? 0
+        return (logger.finish(milliseconds: Telemetry.finishMilliseconds), metricsLines, auditLines)
     }
 
     /// A bad path names the writer it was for (the same message serves the command line,

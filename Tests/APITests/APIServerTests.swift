@@ -70,12 +70,15 @@ final class APIServerTests: XCTestCase {
     final class Recorder {
         var tickets: [String: APIServer.Ticket] = [:]
         var seen: [String] = []
+        var peers: [PeerCredentials] = []
     }
 
     func makeServer(policy: SlotPolicy = SlotPolicy(), slow: Set<String> = [], recorder: Recorder = Recorder(),
+                    access: APIAccessPolicy = APIAccessPolicy(ownerUID: geteuid()), audit: AuditLog? = nil,
                     logger: Logger = Logger(level: .off)) throws -> APIServer {
-        try APIServer(path: path, policy: policy, logger: logger) { request, ticket in
+        try APIServer(path: path, policy: policy, access: access, logger: logger, audit: audit) { request, ticket in
             recorder.seen.append(request.path)
+            recorder.peers.append(ticket.peer)
             if slow.contains(request.path) {
                 recorder.tickets[request.path] = ticket
                 return .later
@@ -327,5 +330,73 @@ final class APIServerTests: XCTestCase {
         XCTAssertEqual(messages[2], #"The API server received a Put request on "/slow" with body "{}"."#)
         XCTAssertEqual(messages[3], "Received Error. Status code: 500 Internal Server Error. Message: no luck")
         XCTAssertTrue(messages[4].hasPrefix("Received Error. Status code: 400 Bad Request. Message: "), messages[4])
+    }
+
+    // MARK: access control
+
+    /// This process as a peer sees it.
+    var me: PeerCredentials { PeerCredentials(pid: getpid(), uid: geteuid(), gid: getegid()) }
+
+    /// A policy whose owner is someone else: this process is a stranger to it.
+    func strangerPolicy(_ rules: [APIPeerRule] = []) -> APIAccessPolicy {
+        APIAccessPolicy(ownerUID: geteuid() == 4242 ? 4243 : 4242, rules: rules)
+    }
+
+    func testAPeerThePolicyDoesNotAdmitGets403IsClosedAndAudited() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let audit = try AuditLog(fd: fds[1], closesDescriptor: false)
+        let recorder = Recorder()
+        let server = try makeServer(recorder: recorder, access: strangerPolicy([.uid(geteuid() &+ 1), .gid(getegid() &+ 1)]), audit: audit)
+        let client = try connectClient()
+        write(client, "GET / HTTP/1.1\r\n\r\n")   // sent before the server looks: it is read and dropped
+        pump(server, ms: 50)
+        let reply = read(client)
+        XCTAssertTrue(reply.text.hasPrefix("HTTP/1.1 403 Forbidden\r\n"), reply.text)
+        XCTAssertTrue(reply.text.hasSuffix(#"{"fault_message":"access denied: uid \#(geteuid()) (gid \#(getegid())) may not use this API (the VMM's own user and --api-allow's may)"}"#), reply.text)
+        XCTAssertTrue(reply.closed, "the server's end is closed after the 403")
+        XCTAssertEqual(recorder.seen, [], "the handler never saw it")
+        XCTAssertEqual(server.forbidden, 1)
+        XCTAssertEqual(server.openConnections, 0)
+        XCTAssertTrue(audit.waitUntilWritten(milliseconds: 2000))
+        _ = audit.finish(milliseconds: 1000)
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = bytes.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress, $0.count) }
+        let line = String(decoding: bytes[0..<max(n, 0)], as: UTF8.self)
+        XCTAssertTrue(line.contains(#""event":"api_refused","peer":{"pid":\#(getpid()),"uid":\#(geteuid()),"gid":\#(getegid())},"status":403,"#), line)
+        XCTAssertEqual(line.filter { $0 == "\n" }.count, 1, line)
+        // The refused client is closed at its end (or after the linger time) either way.
+        close(client)
+        clients.removeAll { $0 == client }
+        pump(server, ms: 30)
+        XCTAssertNil(server.nextDeadline, "nothing lingers once the client has gone")
+    }
+
+    func testListedUsersAndGroupsAreServedAndTicketsNameThePeer() throws {
+        for rule in [APIPeerRule.uid(geteuid()), .gid(getegid())] {
+            let recorder = Recorder()
+            let saved = umask(0o022)
+            let server = try makeServer(recorder: recorder, access: strangerPolicy([rule]))
+            umask(saved)
+            var info = stat()
+            XCTAssertEqual(lstat(path, &info), 0)
+            XCTAssertEqual(String(info.st_mode & 0o7777, radix: 8), "666", "others can connect; the server checks them")
+            let client = try connectClient()
+            write(client, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+            pump(server, ms: 50)
+            XCTAssertEqual(bodies(read(client).text), ["/x"], "\(rule)")
+            XCTAssertEqual(recorder.peers, [me], "\(rule)")
+            XCTAssertEqual(server.forbidden, 0)
+            server.shutDown()
+        }
+        // The default: the VMM's own user, with an owner-only socket.
+        let recorder = Recorder()
+        let server = try makeServer(recorder: recorder)
+        let client = try connectClient()
+        write(client, "GET /own HTTP/1.1\r\n\r\n")
+        pump(server, ms: 50)
+        XCTAssertEqual(bodies(read(client).text), ["/own"])
+        XCTAssertEqual(recorder.peers, [me])
     }
 }

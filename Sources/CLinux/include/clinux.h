@@ -187,6 +187,8 @@ const char *sl_thread_name(void);
 // MARK: sockets (SOCK_* flags are an enum in glibc; accept4 needs _GNU_SOURCE)
 int sl_unix_socket(int nonblocking);
 int sl_accept_nonblocking(int fd);
+/// The connected peer's pid, effective uid and gid (SO_PEERCRED): 0 or -errno.
+int sl_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
 // MARK: process arguments. Embedded Swift has no CommandLine; an .init_array hook keeps them.
 int sl_argc(void);
@@ -223,6 +225,15 @@ int sl_seccomp_syscall_number_arch(int arch, const char *name);
 /// Installs the process's SIGSYS handler: one line naming the thread kind and the call,
 /// then the process dies of SIGSYS. 0 or -errno.
 int sl_seccomp_arm_report(void);
+/// Where the SIGSYS handler also writes one JSON line (the audit log's descriptor), or -1
+/// for nowhere (the default). Set before the threads it should cover start; set to -1
+/// before that descriptor is closed.
+void sl_seccomp_set_audit_fd(int fd);
+/// The handler's audit line for a violation at `seconds`/`nanoseconds` since the epoch, by
+/// a `kind` thread, of call `number`, in process `pid`: written into `line` (no NUL),
+/// ending in a newline; its length. Async-signal-safe (integer formatting only).
+size_t sl_seccomp_audit_line(char *line, size_t cap, int64_t seconds, long nanoseconds, const char *kind,
+                             unsigned number, int pid);
 /// no_new_privs, then the program, on the calling thread only. 0 or -errno.
 int sl_seccomp_install(const struct sl_seccomp_program *program, const char *kind);
 /// PR_GET_SECCOMP for the calling thread: 0 none, 2 filter.

@@ -18,6 +18,8 @@ runFuzzer { buffer in
                 require(config.kernelPath != nil || config.apiSocketPath != nil || config.configFilePath != nil,
                         "parsed without a kernel, an API socket or a config file")
                 require(dialect == .swiftlet || config.kernelPath == nil, "a firecracker command line gave a kernel")
+                require(config.apiAllow.isEmpty || config.apiSocketPath != nil, "--api-allow accepted without an API socket")
+                require(config.auditLogPath.map { !$0.isEmpty } ?? true, "an empty --audit-log accepted")
                 if let id = config.instanceID {
                     do { try VMConfig.validateInstanceID(id) } catch { fatalError("invalid --id accepted: \(id)") }
                 }
