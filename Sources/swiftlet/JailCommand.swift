@@ -175,6 +175,7 @@ enum JailCommand {
         guard result == 0 else {
             throw .system("switching to uid \(options.uid) gid \(options.gid) (\(step.map { String(cString: $0) } ?? "?"))", errno: -result)
         }
+        sl_reset_signals()
         var argv: [UnsafeMutablePointer<CChar>?] = []
         for argument in arguments { argv.append(strdup(argument)) }
         argv.append(nil)

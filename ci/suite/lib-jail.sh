@@ -46,6 +46,7 @@ jail_inspect() {
         echo "nofile=$(awk '/^Max open files/ { print $4, $5 }' /proc/$v/limits)"
         echo "cmdline=$(tr '\0' ' ' < /proc/$v/cmdline)"
         echo "image-link=$(stat -c %i /extra/Image) $(stat -c %i $JAIL_BASE/$1/root/Image 2>&1)"
+        echo "disk=$(stat -c %d:%i /tmp/jail-disk.img) $(stat -c %d:%i /proc/$v/root/jail-disk.img 2>&1) $(for f in /proc/$v/fd/*; do stat -L -c %d:%i $f 2>/dev/null; done | grep -c "^$(stat -c %d:%i /tmp/jail-disk.img)$")"
         echo "kvm=$(stat -c '%t:%T %u:%g %a' $JAIL_BASE/$1/root/dev/kvm 2>&1) host=$(stat -c '%t:%T' /dev/kvm)"
         echo "api=$(swiftlet ctl --api-socket $JAIL_BASE/$1/root/run/api.sock GET / 2>&1)"
     } > /tmp/jail-seen.txt
@@ -66,15 +67,19 @@ jail_checks() {
 
     # --- a jailed Linux guest, inspected from outside while it waits for the power key;
     # then SIGTERM to the jail is passed on to the VMM, which presses the power key.
+    # A writable disk on L1's /tmp (a tmpfs: another filesystem than the jail's, so it is
+    # bind-mounted in, not hard-linked), given to the VMM's user.
+    dd if=/dev/zero of=/tmp/jail-disk.img bs=1M count=4 2>/dev/null
+    chown $JAIL_UID:$JAIL_GID /tmp/jail-disk.img
     jail_cmd jail-basic
     vm_when jail-basic "$j_limit" SWIFTLET-GUEST-WAITING 'jail_inspect jail-basic; kill -TERM $pid' \
-        $KERNEL --memory 128 --api-sock /run/api.sock --cmdline "$j_cmdline swiftlet.test=powerkey"
+        $KERNEL --memory 128 --api-sock /run/api.sock --disk path=/tmp/jail-disk.img --cmdline "$j_cmdline swiftlet.test=powerkey"
     expect_ok "jail: a jailed Linux guest boots, and SIGTERM to the jail reaches the VMM (power key)" SWIFTLET-GUEST-POWERKEY "$j_end"
     echo "suite: seen from L1: $(tr '\n' ';' < /tmp/jail-seen.txt)"
     j_ok() { if [ "$2" = ok ]; then pass "jail: $1"; else fail "jail: $1"; fi; }
     [ "$(seen root-inode)" = "$(seen jail-inode)" ] && [ -n "$(seen jail-inode)" ] && r=ok || r=bad
     j_ok "the VMM's / is $JAIL_BASE/jail-basic/root (device:inode $(seen root-inode), the jail's $(seen jail-inode))" $r
-    [ "$(seen root-list)" = "Image dev initramfs.cpio.gz run swiftlet " ] && r=ok || r=bad
+    [ "$(seen root-list)" = "Image dev initramfs.cpio.gz jail-disk.img run swiftlet " ] && r=ok || r=bad
     j_ok "the VMM's / holds only its files: $(seen root-list)(no old_root, no L1 directories)" $r
     [ "$(seen uid)" = "$JAIL_UID $JAIL_UID $JAIL_UID $JAIL_UID" ] && [ "$(seen gid)" = "$JAIL_GID $JAIL_GID $JAIL_GID $JAIL_GID" ] \
         && [ -z "$(seen groups)" ] && r=ok || r=bad
@@ -97,6 +102,9 @@ jail_checks() {
     set -- $(seen image-link)
     [ "$1" = "${2:-}" ] && r=ok || r=bad
     j_ok "the kernel is a hard link of /extra/Image (inode $(seen image-link))" $r
+    set -- $(seen disk)
+    [ "$1" = "${2:-}" ] && [ "${3:-}" = 1 ] && r=ok || r=bad
+    j_ok "the disk on L1's /tmp (a tmpfs) is bind-mounted in as /jail-disk.img (device:inode $1, in the jail ${2:-}) and the VMM has it open (${3:-0})" $r
     set -- $(seen kvm)
     [ "$1" = "${4#host=}" ] && [ "$2" = "$JAIL_UID:$JAIL_GID" ] && [ "$3" = 600 ] && r=ok || r=bad
     j_ok "the jail's dev/kvm: device $1 (host ${4#host=}), owner $2, mode $3" $r

@@ -254,6 +254,9 @@ int sl_drop_privileges(uint32_t uid, uint32_t gid, const char **step);
 static const int SL_RLIMIT_NOFILE = 7;
 static const int SL_RLIMIT_FSIZE = 1;
 int sl_set_rlimit(int resource, uint64_t value);
+/// Every signal back to its default action and unblocked: the VMM starts as from a clean
+/// exec, whatever the jail's caller had blocked or ignored.
+void sl_reset_signals(void);
 /// execve with an empty environment. Returns only on failure (-errno).
 int sl_exec_clean(const char *path, char *const argv[]);
 /// Waits for `child`, passing SIGTERM, SIGINT and SIGHUP on to it meanwhile. Returns its
