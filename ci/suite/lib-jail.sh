@@ -41,6 +41,7 @@ jail_inspect() {
         echo "mntns=$(readlink /proc/$v/ns/mnt) l1=$(readlink /proc/1/ns/mnt)"
         echo "pidns=$(readlink /proc/$v/ns/pid) l1=$(readlink /proc/1/ns/pid)"
         echo "cgroup=$(cat /proc/$v/cgroup)"
+        echo "netns=$(readlink /proc/$v/ns/net) net:[$(stat -L -c %i /run/netns/jail 2>&1)] l1=$(readlink /proc/1/ns/net)"
         echo "environ=$(tr '\0' '\n' < /proc/$v/environ | wc -l)"
         echo "leaked-fd=$(ls -l /proc/$v/fd 2>/dev/null | grep -c lib-jail.sh)"
         echo "nofile=$(awk '/^Max open files/ { print $4, $5 }' /proc/$v/limits)"
@@ -71,7 +72,10 @@ jail_checks() {
     # bind-mounted in, not hard-linked), given to the VMM's user.
     dd if=/dev/zero of=/tmp/jail-disk.img bs=1M count=4 2>/dev/null
     chown $JAIL_UID:$JAIL_GID /tmp/jail-disk.img
-    jail_cmd jail-basic
+    # A network namespace to join, kept by a bind mount (busybox unshare --net=FILE).
+    mkdir -p /run/netns
+    [ -e /run/netns/jail ] || { touch /run/netns/jail && unshare --net=/run/netns/jail true; }
+    jail_cmd jail-basic --netns /run/netns/jail
     vm_when jail-basic "$j_limit" SWIFTLET-GUEST-WAITING 'jail_inspect jail-basic; kill -TERM $pid' \
         $KERNEL --memory 128 --api-sock /run/api.sock --disk path=/tmp/jail-disk.img --cmdline "$j_cmdline swiftlet.test=powerkey"
     expect_ok "jail: a jailed Linux guest boots, and SIGTERM to the jail reaches the VMM (power key)" SWIFTLET-GUEST-POWERKEY "$j_end"
@@ -93,6 +97,9 @@ jail_checks() {
     set -- $(seen pidns)
     [ "$1" != "${2#l1=}" ] && r=ok || r=bad
     j_ok "PID namespace $1, L1's ${2#l1=}" $r
+    set -- $(seen netns)
+    [ "$1" = "${2:-}" ] && [ "$1" != "${3#l1=}" ] && r=ok || r=bad
+    j_ok "--netns /run/netns/jail: the VMM's network namespace is $1 (the handle's ${2:-}, L1's ${3#l1=})" $r
     [ "$(seen cgroup)" = "0::/swiftlet/jail-basic" ] && r=ok || r=bad
     j_ok "the VMM's cgroup is $(seen cgroup)" $r
     [ "$(seen environ)" = 0 ] && [ "$(seen leaked-fd)" = 0 ] && [ "$(seen nofile)" = "2048 2048" ] && r=ok || r=bad
