@@ -12,6 +12,9 @@ Commands:
   run        boot a kernel in a new VM (swiftlet run --help); also takes
              Firecracker's flags (--api-sock, --config-file, ...)
   ctl        send a request to a running VM's control API (swiftlet ctl --help)
+  jail       run `swiftlet run` confined, as Firecracker's jailer does: its own root
+             directory, mount and PID namespaces, cgroup v2 limits, rlimits, an
+             unprivileged uid/gid (swiftlet jail --help)
   version    print the version
 
 Options:
@@ -42,6 +45,8 @@ case "run":
     status = RunCommand.main(Array(arguments.dropFirst()))
 case "ctl":
     status = CtlCommand.main(Array(arguments.dropFirst()))
+case "jail":
+    status = JailCommand.main(Array(arguments.dropFirst()))
 default:
     printError("swiftlet: unknown command '\(arguments[0])' (see swiftlet --help)")
     status = 2

@@ -5,6 +5,7 @@
 . /extra/lib-rtc.sh
 . /extra/lib-firecracker.sh
 . /extra/lib-seccomp.sh
+. /extra/lib-jail.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
@@ -98,6 +99,10 @@ boot_timer_tiny_checks 30 /extra/boot-timer-arm64.bin "$POWER_OFF"
 # --- seccomp (lib-seccomp.sh): every thread kind under its filter, and a call outside a
 # thread's list kills the VMM with a report (all other checks run with the filters on too)
 seccomp_checks 120 "$CMDLINE" "$POWER_OFF"
+
+# --- swiftlet jail (lib-jail.sh): a jailed VMM seen from outside (root, uid, namespaces,
+# cgroup), cpu.max and memory.max at work, and the API unable to reach L1's files
+jail_checks 120 "$CMDLINE" "$POWER_OFF"
 
 # --- four Linux guests at once in this L1 (each 192 MiB, 1 vCPU): all reach the marker
 vm_many 4 linux-x4 240 "SWIFTLET-GUEST-UP cpus=1 " "$POWER_OFF" $KERNEL --memory 192 --cmdline "$CMDLINE swiftlet.test=poweroff"

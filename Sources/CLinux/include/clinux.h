@@ -239,6 +239,49 @@ int sl_seccomp_install(const struct sl_seccomp_program *program, const char *kin
 /// PR_GET_SECCOMP for the calling thread: 0 none, 2 filter.
 int sl_seccomp_mode_of_calling_thread(void);
 
+
+// MARK: swiftlet jail (jail.c): namespaces, mounts, device nodes, credentials
+static const int SL_CLONE_NEWNS = 0x00020000;
+static const int SL_CLONE_NEWPID = 0x20000000;
+static const int SL_CLONE_NEWNET = 0x40000000;
+/// mknod of a character (is_block 0) or block device node with the given numbers. 0 or -errno.
+int sl_mknod_device(const char *path, unsigned mode, int is_block, unsigned major_number, unsigned minor_number);
+/// The major and minor numbers of a device number (macros in sys/sysmacros.h).
+unsigned sl_dev_major(uint64_t device);
+unsigned sl_dev_minor(uint64_t device);
+int sl_unshare(int flags);
+int sl_setns(int fd, int nstype);
+pid_t sl_fork(void);
+/// Every mount below / private (MS_REC | MS_PRIVATE): nothing propagates out of the jail.
+int sl_mount_private_recursive(const char *path);
+/// Bind-mounts source on target (recursive), then read-only if asked.
+int sl_mount_bind(const char *source, const char *target, int read_only);
+/// pivot_root(2), which glibc does not wrap.
+int sl_pivot_root(const char *new_root, const char *put_old);
+int sl_umount_detach(const char *path);
+/// mount(source, target, MS_MOVE): what switch_root does where pivot_root cannot.
+int sl_mount_move(const char *source, const char *target);
+/// Closes every descriptor from `first` up (close_range, else one by one). 0 or -errno.
+int sl_close_from(int first);
+/// setgroups(0, NULL), setgid, setuid, in that order. 0 or -errno; *step names the failed call.
+int sl_drop_privileges(uint32_t uid, uint32_t gid, const char **step);
+/// setrlimit with soft = hard = value (RLIMIT_* are an enum in glibc with _GNU_SOURCE).
+static const int SL_RLIMIT_NOFILE = 7;
+static const int SL_RLIMIT_FSIZE = 1;
+int sl_set_rlimit(int resource, uint64_t value);
+/// Every signal back to its default action and unblocked: the VMM starts as from a clean
+/// exec, whatever the jail's caller had blocked or ignored.
+void sl_reset_signals(void);
+/// execve with an empty environment. Returns only on failure (-errno).
+int sl_exec_clean(const char *path, char *const argv[]);
+/// Waits for `child`, passing SIGTERM, SIGINT and SIGHUP on to it meanwhile. Returns its
+/// exit status, or 128 + N if signal N killed it; -errno if waiting failed.
+int sl_wait_forwarding(pid_t child);
+/// setsid, and stdin, stdout, stderr on /dev/null (--daemonize). 0 or -errno.
+int sl_daemonize_streams(void);
+/// CPU time of the calling process so far (CLOCK_PROCESS_CPUTIME_ID), in microseconds.
+uint64_t sl_process_cpu_us(void);
+
 // MARK: libfdt macros
 static inline uint32_t sl_fdt_totalsize(const void *fdt) { return fdt_totalsize(fdt); }
 static inline int sl_fdt_property_string(void *fdt, const char *name, const char *value) {
