@@ -156,7 +156,7 @@ static void sl_seccomp_report(int signo, siginfo_t *info, void *context) {
     (void)context;
     char line[200];
     size_t n = 0, cap = sizeof line - 1;
-    const char *kind = sl_seccomp_kind[0] ? sl_seccomp_kind : "?";
+    const char *kind = sl_seccomp_kind[0] ? sl_seccomp_kind : "background job";   // build and media-change threads keep the main filter and install none
     unsigned number = (unsigned)info->si_syscall;
     n = append(line, n, cap, "swiftlet: seccomp: the ");
     n = append(line, n, cap, kind);

@@ -142,7 +142,7 @@ public enum SeccompPolicy {
     static let mainCalls: [SyscallRule] = [
         "open", "openat", "close", "fstat", "newfstatat", "unlink", "unlinkat", "umask", "chmod", "fchmodat",
         "fcntl", "epoll_create1", "eventfd2", "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime",
-        "bind", "listen", "clone", "clone3", "set_robust_list", "rseq", "sched_getaffinity", "rt_sigaction",
+        "bind", "listen", "geteuid", "clone", "clone3", "set_robust_list", "rseq", "sched_getaffinity", "rt_sigaction",
     ].map(SyscallRule.allow) + [
         // Naming a thread, and the no_new_privs and filter a new thread installs.
         .allow("prctl", argument: 0, equals: UInt64(PR_SET_NAME)),
