@@ -151,7 +151,9 @@ public final class APIServer: PollSource {
 
     /// Listens on `path` (see `UnixSocket.listen`). Create it on the main thread before
     /// other threads start: the socket is created under a temporarily strict umask.
-    /// Requests and answers are logged to `logger`; refused peers also to `audit`.
+    /// Requests and answers are logged to `logger`; refused peers, requests the parser
+    /// rejects and requests that never arrive whole also to `audit` (the answers the
+    /// handler gives are audited by its owner, which knows what they changed).
     /// `access` defaults to the VMM's own effective user only.
     public init(path: String, policy: SlotPolicy = SlotPolicy(), maxBodyBytes: Int = HTTPRequestParser.defaultMaxBodyBytes,
                 access: APIAccessPolicy = APIAccessPolicy(ownerUID: geteuid()), logger: Logger = .shared,
@@ -278,7 +280,9 @@ public final class APIServer: PollSource {
             case .idle: idleClosed += 1
             case .receiving:
                 timedOut += 1
-                tell(connection.fd, 408, "the request did not arrive whole within \(policy.requestDeadlineMs) ms")
+                let reason = "the request did not arrive whole within \(policy.requestDeadlineMs) ms"
+                tell(connection.fd, 408, reason)
+                audit?.record(.apiRejected(connection.peer, status: 408, reason: reason))
             case .sending: timedOut += 1
             case .answering: continue
             }
@@ -425,6 +429,7 @@ public final class APIServer: PollSource {
                 malformed += 1
                 let response = error.response()
                 logger.log(APIRequestLog.level(forStatus: response.status), APIRequestLog.refused(response))
+                audit?.record(.apiRejected(connection.peer, status: error.status, reason: error.message))
                 queue(connection, response.serialize(keepAlive: false), now: now)
                 connection.closeWhenFlushed = true
             }

@@ -11,7 +11,8 @@ import SwiftletCore
 /// answer's status; for a configuration PUT or PATCH that succeeded, the resource as GET
 /// /vm/config or GET /machine-config shows it before and after; for PUT /actions the
 /// action_type), api_refused (a client --api-allow does not admit, before it could send
-/// anything), configured (the configuration the VM is first built from, as GET
+/// anything), api_rejected (a request the HTTP parser rejected with a 4xx, or one that
+/// never arrived whole), configured (the configuration the VM is first built from, as GET
 /// /vm/config shows it), started, start_failed, paused, resumed, stopped (exit status and
 /// reason), and seccomp_violation (written by the SIGSYS handler in C: see seccomp.c).
 public struct AuditEvent: Equatable {
@@ -54,6 +55,13 @@ public struct AuditEvent: Equatable {
 
     public static func apiRefused(_ client: PeerCredentials, status: Int, reason: String) -> AuditEvent {
         AuditEvent("api_refused", [("peer", peer(client)), ("status", .integer(Int64(status))), ("reason", .string(reason))])
+    }
+
+    /// A request rejected before it reached the router: malformed or over the parser's
+    /// limits, or not arriving whole in time (408). Its peer, the 4xx it got and why; none
+    /// of the request is kept, since it did not parse.
+    public static func apiRejected(_ client: PeerCredentials, status: Int, reason: String) -> AuditEvent {
+        AuditEvent("api_rejected", [("peer", peer(client)), ("status", .integer(Int64(status))), ("reason", .string(reason))])
     }
 
     public static func configured(_ config: VMConfig) -> AuditEvent {

@@ -202,8 +202,9 @@ final class APIServerTests: XCTestCase {
 
     // MARK: deadlines, eviction, counters
 
-    func testWholeRequestDeadlineDropsADripClient() throws {
-        let server = try makeServer(policy: SlotPolicy(requestDeadlineMs: 400, idleTimeoutMs: 5_000))
+    func testWholeRequestDeadlineDropsADripClientAndAuditsIt() throws {
+        let audit = try AuditPipe()
+        let server = try makeServer(policy: SlotPolicy(requestDeadlineMs: 400, idleTimeoutMs: 5_000), audit: audit.log)
         let idle = try connectClient()
         let dripper = try connectClient()
         let request = Array("GET / HTTP/1.1\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".utf8)
@@ -230,6 +231,7 @@ final class APIServerTests: XCTestCase {
         write(idle, "GET /still HTTP/1.1\r\n\r\n")
         pump(server, ms: 50)
         XCTAssertEqual(bodies(read(idle).text), ["/still"])
+        XCTAssertEqual(audit.lines().map { $0.contains(auditPrefix("api_rejected", status: "408")) }, [true])
     }
 
     func testIdleTimeoutAndDeadlineRestartsPerRequest() throws {
@@ -286,8 +288,36 @@ final class APIServerTests: XCTestCase {
         XCTAssertEqual(server.refused, 0)
     }
 
-    func testMalformedRequestsAreCounted() throws {
-        let server = try makeServer()
+    /// An audit trail written into a pipe, and a way to read its lines back.
+    final class AuditPipe {
+        let log: AuditLog
+        private var fds: [Int32] = [0, 0]
+
+        init() throws {
+            XCTAssertEqual(pipe(&fds), 0)
+            log = try AuditLog(fd: fds[1], closesDescriptor: false)
+        }
+        deinit { close(fds[0]); close(fds[1]) }
+
+        /// Every line written so far (the writer is finished first).
+        func lines() -> [String] {
+            XCTAssertTrue(log.waitUntilWritten(milliseconds: 2000))
+            _ = log.finish(milliseconds: 1000)
+            var bytes = [UInt8](repeating: 0, count: 8192)
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress, $0.count) }
+            return String(decoding: bytes[0..<max(n, 0)], as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+    }
+
+    /// The start of a line for an `event` from this process, up to its status.
+    func auditPrefix(_ event: String, status: String) -> String {
+        #""event":"\#(event)","peer":{"pid":\#(getpid()),"uid":\#(geteuid()),"gid":\#(getegid())},"status":\#(status),"#
+    }
+
+    func testMalformedRequestsAreCountedAndAudited() throws {
+        let audit = try AuditPipe()
+        let server = try makeServer(audit: audit.log)
+        var statuses: [String] = []
         for junk in ["GET\r\n\r\n", "\u{1}\u{2}\r\n\r\n", "PUT / HTTP/1.1\r\n\r\n"] {
             let client = try connectClient()
             write(client, junk)
@@ -295,9 +325,16 @@ final class APIServerTests: XCTestCase {
             let reply = read(client)
             XCTAssertTrue(reply.text.hasPrefix("HTTP/1.1 4"), reply.text)
             XCTAssertTrue(reply.closed)
+            statuses.append(String(reply.text.dropFirst("HTTP/1.1 ".count).prefix(3)))
         }
         XCTAssertEqual(server.malformed, 3)
         XCTAssertEqual(server.evicted + server.timedOut + server.refused + server.idleClosed, 0)
+        // Each in the audit trail: who sent it, the status it got, and why.
+        let lines = audit.lines()
+        XCTAssertEqual(lines.count, 3, "\(lines)")
+        for (line, status) in zip(lines, statuses) {
+            XCTAssertTrue(line.contains(auditPrefix("api_rejected", status: status) + #""reason":""#), line)
+        }
     }
 
     /// Each request is logged as it arrives and again with its answer, a deferred one too;
@@ -343,12 +380,9 @@ final class APIServerTests: XCTestCase {
     }
 
     func testAPeerThePolicyDoesNotAdmitGets403IsClosedAndAudited() throws {
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(pipe(&fds), 0)
-        defer { close(fds[0]); close(fds[1]) }
-        let audit = try AuditLog(fd: fds[1], closesDescriptor: false)
+        let audit = try AuditPipe()
         let recorder = Recorder()
-        let server = try makeServer(recorder: recorder, access: strangerPolicy([.uid(geteuid() &+ 1), .gid(getegid() &+ 1)]), audit: audit)
+        let server = try makeServer(recorder: recorder, access: strangerPolicy([.uid(geteuid() &+ 1), .gid(getegid() &+ 1)]), audit: audit.log)
         let client = try connectClient()
         write(client, "GET / HTTP/1.1\r\n\r\n")   // sent before the server looks: it is read and dropped
         pump(server, ms: 50)
@@ -359,13 +393,9 @@ final class APIServerTests: XCTestCase {
         XCTAssertEqual(recorder.seen, [], "the handler never saw it")
         XCTAssertEqual(server.forbidden, 1)
         XCTAssertEqual(server.openConnections, 0)
-        XCTAssertTrue(audit.waitUntilWritten(milliseconds: 2000))
-        _ = audit.finish(milliseconds: 1000)
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let n = bytes.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress, $0.count) }
-        let line = String(decoding: bytes[0..<max(n, 0)], as: UTF8.self)
-        XCTAssertTrue(line.contains(#""event":"api_refused","peer":{"pid":\#(getpid()),"uid":\#(geteuid()),"gid":\#(getegid())},"status":403,"#), line)
-        XCTAssertEqual(line.filter { $0 == "\n" }.count, 1, line)
+        let lines = audit.lines()
+        XCTAssertEqual(lines.count, 1, "\(lines)")
+        XCTAssertTrue(lines.first?.contains(auditPrefix("api_refused", status: "403")) == true, "\(lines)")
         // The refused client is closed at its end (or after the linger time) either way.
         close(client)
         clients.removeAll { $0 == client }

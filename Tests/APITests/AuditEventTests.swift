@@ -80,6 +80,8 @@ final class AuditEventTests: XCTestCase {
     func testLifecycleAndRefusalLines() {
         XCTAssertEqual(AuditEvent.apiRefused(PeerCredentials(pid: 9, uid: 1234, gid: 1234), status: 403, reason: "no").line(time: time),
                        #"{"time":"2026-11-24T09:15:02.123456789Z","event":"api_refused","peer":{"pid":9,"uid":1234,"gid":1234},"status":403,"reason":"no"}"#)
+        XCTAssertEqual(AuditEvent.apiRejected(PeerCredentials(pid: 9, uid: 1234, gid: 1234), status: 400, reason: "bad \"x\"").line(time: time),
+                       #"{"time":"2026-11-24T09:15:02.123456789Z","event":"api_rejected","peer":{"pid":9,"uid":1234,"gid":1234},"status":400,"reason":"bad \"x\""}"#)
         XCTAssertEqual(AuditEvent.started(reboot: false).line(time: time), #"{"time":"2026-11-24T09:15:02.123456789Z","event":"started","reboot":false}"#)
         XCTAssertEqual(AuditEvent.paused.line(time: time), #"{"time":"2026-11-24T09:15:02.123456789Z","event":"paused"}"#)
         XCTAssertEqual(AuditEvent.resumed.line(time: time), #"{"time":"2026-11-24T09:15:02.123456789Z","event":"resumed"}"#)
