@@ -49,15 +49,17 @@ public struct JailOptions: Equatable {
     or, on another filesystem, as bind mounts (read-only unless a writable disk), and
     rewrites those arguments to the in-jail paths (a config file is rewritten into the
     jail as /config.json); creates the parent directories of --api-sock, --log-path,
-    --metrics-path and --vsock socket= there (those paths are the jail's); copies the exec
-    file in; creates dev/kvm and dev/net/tun with the host's device numbers, owned by
-    UID:GID; joins --netns; creates the group CGROUP2/swiftlet/ID with the limits (the
-    controllers enabled above it); enters new mount and PID namespaces, forks (the child is
-    PID 1 of the new namespace), joins the group, makes all mounts private, bind-mounts the
-    jail on itself and pivot_root()s into it (the old root is unmounted and removed); sets
-    the rlimits, closes descriptors above 2, drops to UID:GID (no supplementary groups) and
-    execs the exec file with an empty environment and `run` plus the rewritten arguments
-    (and --id ID). Paths given to the API later are resolved inside the jail.
+    --metrics-path, --audit-log and --vsock socket= there (those paths are the jail's);
+    copies the exec file in; creates dev/kvm and dev/net/tun with the host's device
+    numbers, owned by UID:GID; joins --netns; creates the group CGROUP2/swiftlet/ID with
+    the limits (the controllers enabled above it); enters a new PID namespace, forks (the
+    child is PID 1 of it), and in the child enters a new mount namespace, joins the group,
+    makes all mounts private, bind-mounts the jail on itself and pivot_root()s into it
+    (the old root is unmounted and removed); sets the rlimits, closes descriptors above 2,
+    drops to UID:GID (no supplementary groups) and execs the exec file with an empty
+    environment and `run` plus the rewritten arguments (and --id ID). A failure before the
+    exec is reported by the jail itself, with --daemonize too. Paths given to the API
+    later are resolved inside the jail.
     The jail stays in the foreground, forwards SIGTERM, SIGINT and SIGHUP to the VMM and
     exits with its status (128+N after signal N); the VMM's host PID is written to
     CHROOT-BASE/ID/swiftlet.pid. The jail directory and the cgroup are left for the

@@ -44,16 +44,18 @@ public struct JailPlan: Equatable {
     static let reserved: Set<String> = ["dev", "old_root", "config.json", "swiftlet.pid"]
 
     /// Flags of `swiftlet run` (and Firecracker's) that take a value as the next argument.
-    /// A test checks each against RunOptions.parse.
+    /// Tests check each against RunOptions.parse, and every flag the help shows with a value
+    /// against this list.
     public static let valueFlags: Set<String> = [
         "--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--hugepages", "--dump-dtb", "--disk", "--net",
         "--vsock", "--seccomp", "--seccomp-deny", "--api-socket", "--api-sock", "--id", "--config-file", "--log-path",
         "--level", "--module", "--metrics-path", "--http-api-max-payload-size", "--start-time-us",
-        "--start-time-cpu-us", "--parent-cpu-time-us",
+        "--start-time-cpu-us", "--parent-cpu-time-us", "--api-allow", "--audit-log",
     ]
     /// Flags whose value is a path the VMM creates or opens for writing in the jail: kept as
     /// it is (it is the jail's path), its directory made.
-    static let jailPathFlags: Set<String> = ["--api-socket", "--api-sock", "--log-path", "--metrics-path", "--dump-dtb"]
+    static let jailPathFlags: Set<String> = ["--api-socket", "--api-sock", "--log-path", "--metrics-path", "--audit-log",
+                                             "--dump-dtb"]
 
     /// - Parameters:
     ///   - execPath: the exec file's host path (its basename names it in the jail).

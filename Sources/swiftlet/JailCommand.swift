@@ -100,20 +100,39 @@ enum JailCommand {
                 throw .system("joining the network namespace \(netns) (setns)", errno: -result)
             }
         }
-        let result = sl_unshare(SL_CLONE_NEWNS | SL_CLONE_NEWPID)
-        guard result == 0 else { throw .system("new mount and PID namespaces (unshare)", errno: -result) }
+        // The PID namespace is the next child's; the mount namespace is made by the child
+        // itself, so that its root change leaves this process's root alone.
+        let result = sl_unshare(SL_CLONE_NEWPID)
+        guard result == 0 else { throw .system("a new PID namespace (unshare)", errno: -result) }
+        // The child's failure before its exec comes back through this pipe (its stderr may be
+        // /dev/null by then); a successful exec closes it empty (close-on-exec).
+        var report: [Int32] = [-1, -1]
+        let piped = sl_pipe_cloexec(&report)
+        guard piped == 0 else { throw .system("creating the start-up report pipe", errno: -piped) }
         let child = sl_fork()
         guard child >= 0 else { throw .lastSystemError("fork into the new PID namespace") }
         if child == 0 {
             // PID 1 of the new namespace: set up and exec, or say what failed and exit.
+            close(report[0])
             do {
                 try enter(plan, options, group: group, bindMounts: bindMounts)
             } catch {
-                printError("swiftlet jail: \(error)")
+                let line = Array("swiftlet jail: \(error)".utf8)
+                _ = line.withUnsafeBytes { write(report[1], $0.baseAddress, $0.count) }
                 exit(error.isBadInput ? 2 : 1)
             }
         }
+        close(report[1])
         try writeNewFile(plan.instanceDirectory + "/swiftlet.pid", Array("\(child)\n".utf8), mode: 0o644)
+        var failure = [UInt8](repeating: 0, count: 4096)
+        let length = failure.withUnsafeMutableBytes { sl_read_until_eof(report[0], $0.baseAddress, UInt($0.count)) }
+        close(report[0])
+        if length > 0 {
+            printError(String(decoding: failure[0..<length], as: UTF8.self))
+            let status = sl_wait_forwarding(child)
+            return status > 0 ? status : 1
+        }
+        // Started: with --daemonize the jail's work is done; else it waits for the VMM.
         if options.daemonize { return 0 }
         let status = sl_wait_forwarding(child)
         guard status >= 0 else { throw .system("waiting for the VMM (pid \(child))", errno: -status) }
@@ -123,12 +142,14 @@ enum JailCommand {
     /// In the forked child (PID 1 of the new PID namespace): join the group, switch the
     /// root, limit, drop privileges, exec. Returns only by throwing.
     static func enter(_ plan: JailPlan, _ options: JailOptions, group: String?, bindMounts: [JailFile]) throws(SwiftletError) {
+        var result = sl_unshare(SL_CLONE_NEWNS)
+        guard result == 0 else { throw .system("a new mount namespace (unshare)", errno: -result) }
         if let group { try writeExisting(group + "/cgroup.procs", "0") }
         if options.daemonize {
-            let result = sl_daemonize_streams()
+            result = sl_daemonize_streams()
             guard result == 0 else { throw .system("detaching (setsid, /dev/null)", errno: -result) }
         }
-        var result = sl_mount_private_recursive("/")
+        result = sl_mount_private_recursive("/")
         guard result == 0 else { throw .system("making the mounts private", errno: -result) }
         result = sl_mount_bind(plan.root, plan.root, 0)
         guard result == 0 else { throw .system("bind-mounting \(plan.root) on itself", errno: -result) }

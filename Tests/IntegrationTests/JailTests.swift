@@ -126,6 +126,52 @@ final class JailTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: err, encoding: .utf8), TestSupport.i8042ResetEnd)
     }
 
+    /// --daemonize: the jail returns 0 once the VMM has exec'd, leaving it in a session of its
+    /// own with /dev/null for stdio; a failure in the child after the fork (here setrlimit
+    /// past the kernel's nr_open) still reaches the caller as one line and status 1, though
+    /// the child's own stderr is /dev/null by then.
+    func testDaemonizeDetachesAndStillReportsAFailureAfterTheFork() throws {
+        try requireRoot()
+        try TestSupport.requireKVM()
+        let kernel = try TestSupport.guestImage("ticker-x86_64")
+        guard FileManager.default.fileExists(atPath: JailTests.edgeBinary) else {
+            throw TestSupport.Failure("\(JailTests.edgeBinary) is missing (ci/build-edge)")
+        }
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-jail-daemon-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        func jail(_ id: String, _ extra: [String]) throws -> TestSupport.Result {
+            try TestSupport.run(TestSupport.swiftletBinary,
+                                ["jail", "--id", id, "--uid", JailTests.uid, "--gid", JailTests.gid, "--chroot-base-dir", base,
+                                 "--no-cgroup", "--exec-file", JailTests.edgeBinary, "--daemonize"] + extra
+                                    + ["--", "--no-reboot", "--kernel", kernel, "--memory", "16"], timeout: 20)
+        }
+        let failed = try jail("daemon-fails", ["--rlimit-nofile", "1073741824"])
+        XCTAssertEqual(failed.status, 1, failed.stderr)
+        XCTAssertTrue(failed.stderr.hasPrefix("swiftlet jail: setting RLIMIT_NOFILE to 1073741824"), failed.stderr)
+        XCTAssertEqual(failed.stderr.filter { $0 == "\n" }.count, 1, failed.stderr)
+
+        let started = try jail("daemon", [])
+        XCTAssertEqual(started.status, 0, started.stderr)
+        XCTAssertEqual(started.stderr, "")
+        let pidText = try String(contentsOfFile: "\(base)/daemon/swiftlet.pid", encoding: .utf8)
+        let vmm = try XCTUnwrap(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), pidText)
+        defer { kill(vmm, SIGKILL) }
+        let statLine = try String(contentsOfFile: "/proc/\(vmm)/stat", encoding: .utf8)
+        // Fields after the command's closing parenthesis: state, ppid, pgrp, session.
+        let fields = statLine[statLine.range(of: ")", options: .backwards)!.upperBound...].split(separator: " ")
+        XCTAssertEqual(fields.count > 3 ? String(fields[3]) : "", "\(vmm)", "the VMM leads a session of its own: \(statLine)")
+        // Its stdio is the null device (by device number: opened before the jail's root
+        // change, the path reads differently from outside).
+        var null = stat(), stream = stat()
+        XCTAssertEqual(stat("/dev/null", &null), 0)
+        for fd in 0...2 {
+            XCTAssertEqual(stat("/proc/\(vmm)/fd/\(fd)", &stream), 0)
+            XCTAssertTrue(stream.st_mode & S_IFMT == S_IFCHR && stream.st_rdev == null.st_rdev, "fd \(fd) is not /dev/null")
+        }
+        let cmdline = try String(contentsOfFile: "/proc/\(vmm)/cmdline", encoding: .utf8)
+        XCTAssertTrue(cmdline.hasPrefix("swiftlet-x86_64\0run\0"), "the VMM has exec'd: \(cmdline)")
+    }
+
     func testBadInputIsOneLineAndStatus2() throws {
         try requireRoot()
         let kernel = try TestSupport.guestImage("ticker-x86_64")

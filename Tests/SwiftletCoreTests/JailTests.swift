@@ -289,6 +289,31 @@ final class JailPlanTests: XCTestCase {
         }
     }
 
+    func testEveryFlagTheHelpShowsWithAValueIsAValueFlag() {
+        // The other direction: a flag of `swiftlet run` or Firecracker's missing from the list
+        // would leave its value to be read as a flag or an image path of its own.
+        var shown: Set<String> = []
+        for line in (RunOptions.usage + "\n" + RunOptions.firecrackerUsage).split(separator: "\n") {
+            for item in line.split(separator: ",") {
+                let words = item.split(separator: " ")
+                guard words.count >= 2, words[0].hasPrefix("--"), let first = words[1].first,
+                      first.isUppercase || words[1].contains("=") || words[1] == "2M" else { continue }
+                shown.insert(String(words[0]))
+            }
+        }
+        XCTAssertTrue(shown.isSuperset(of: ["--kernel", "--disk", "--api-allow", "--audit-log", "--start-time-cpu-us"]), "\(shown.sorted())")
+        XCTAssertEqual(shown.subtracting(JailPlan.valueFlags), [], "value flags the jail does not know")
+    }
+
+    func testAuditLogIsAJailPathWithItsDirectoryMade() throws {
+        let plan = try JailPlan.make(try options(["--kernel", "/k/Image", "--audit-log", "/var/audit/vm.log", "--api-allow", "uid=0",
+                                                  "--api-sock", "/run/api.sock"]),
+                                     execPath: "/s", cwd: "/")
+        XCTAssertEqual(Array(plan.arguments.suffix(8)), ["--audit-log", "/var/audit/vm.log", "--api-allow", "uid=0",
+                                                         "--api-sock", "/run/api.sock", "--id", "vm1"])
+        XCTAssertEqual(plan.directories.sorted(), ["/run", "/var", "/var/audit"])
+    }
+
     func testNeedsInterpreter() {
         func elf(_ types: [UInt32]) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 64 + 56 * types.count)
