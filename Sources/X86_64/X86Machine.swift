@@ -23,8 +23,10 @@ public enum X86Machine: Machine {
     }
 
     /// RAM from 0 up to the MMIO hole, the remainder from 4 GiB.
-    public static func ramRegions(_ config: VMConfig) -> [GuestMemory.Region] {
-        let bytes = config.memoryBytes
+    public static func ramRegions(_ config: VMConfig) -> [GuestMemory.Region] { ramRegions(memoryBytes: config.memoryBytes) }
+
+    /// RAM from 0 up to the 32-bit MMIO hole, the rest from 4 GiB.
+    public static func ramRegions(memoryBytes bytes: UInt64) -> [GuestMemory.Region] {
         if bytes <= Layout.mmioHoleStart { return [.init(guestBase: 0, size: bytes)] }
         return [.init(guestBase: 0, size: Layout.mmioHoleStart),
                 .init(guestBase: Layout.highRAMStart, size: bytes - Layout.mmioHoleStart)]

@@ -1,3 +1,4 @@
+import SwiftletCore
 import CFuzzDriver
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,17 @@ public func runFuzzer(_ body: @escaping (UnsafeRawBufferPointer) -> Void) -> Nev
 public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
                     file: StaticString = #file, line: UInt = #line) {
     if !condition() { fatalError(message(), file: file, line: line) }
+}
+
+/// What `body` makes of the input, or nil when it refuses it: a refusal is fine, but its
+/// message is built too (formatting it must not trap either).
+public func accepted<T>(_ body: () throws(SwiftletError) -> T) -> T? {
+    do throws(SwiftletError) {
+        return try body()
+    } catch {
+        _ = error.description
+        return nil
+    }
 }
 
 /// Reads typed values off the front of a fuzz input, like LLVM's FuzzedDataProvider; an

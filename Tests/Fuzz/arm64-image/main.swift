@@ -14,13 +14,9 @@ runFuzzer { buffer in
     let kernel = KernelInput(buffer)
     let ramBase = kernel.ramBase ?? Layout.ramBase
     let ramSize = kernel.ramSize
-    let placement: KernelPlacement
-    do throws(SwiftletError) {
-        placement = try ImageLoader.place(kernel.header, ramBase: ramBase, ramSize: ramSize)
-    } catch {
-        _ = error.description
-        return
-    }
+    guard let placement = accepted({ () throws(SwiftletError) in
+        try ImageLoader.place(kernel.header, ramBase: ramBase, ramSize: ramSize)
+    }) else { return }
     require(placement.loadAddress >= ramBase, "kernel placed below the RAM base")
     let offset = placement.loadAddress - ramBase
     require(placement.footprint <= ramSize && offset <= ramSize - placement.footprint,
@@ -28,13 +24,9 @@ runFuzzer { buffer in
     require(placement.entry == placement.loadAddress, "entry is not the load address")
     require(!placement.isImage || placement.loadAddress % 4096 == 0, "Image load address not page-aligned")
 
-    let plan: BootPlan
-    do throws(SwiftletError) {
-        plan = try BootPlan.make(kernel: placement, initrdSize: kernel.initrdSize, ramBase: ramBase, ramSize: ramSize)
-    } catch {
-        _ = error.description
-        return
-    }
+    guard let plan = accepted({ () throws(SwiftletError) in
+        try BootPlan.make(kernel: placement, initrdSize: kernel.initrdSize, ramBase: ramBase, ramSize: ramSize)
+    }) else { return }
     let kernelEnd = placement.loadAddress + placement.footprint
     require(plan.dtbAddress == ramBase + ramSize - Layout.maxDTBSize, "DTB not in the top 2 MiB")
     require(plan.dtbAddress >= kernelEnd, "DTB overlaps the kernel")

@@ -12,25 +12,14 @@ import X86_64
 
 let kernelAddress: UInt64 = 0x10_0000       // Layout.kernel
 let cmdlineAddress: UInt64 = 0x2_0000       // Layout.cmdline
-let mmioHoleStart: UInt64 = 0xC000_0000     // Layout.mmioHoleStart
-let highRAMStart: UInt64 = 0x1_0000_0000
 
 runFuzzer { buffer in
     let kernel = KernelInput(buffer)
-    let ram = kernel.ramSize
-    // X86Machine.ramRegions: RAM from 0 up to the MMIO hole, the rest from 4 GiB.
-    let regions: [GuestMemory.Region] = ram <= mmioHoleStart
-        ? [.init(guestBase: 0, size: ram)]
-        : [.init(guestBase: 0, size: mmioHoleStart), .init(guestBase: highRAMStart, size: ram - mmioHoleStart)]
+    let regions = X86Machine.ramRegions(memoryBytes: kernel.ramSize)
     let lowRAMEnd = regions[0].size
-    let plan: X86BootPlan
-    do throws(SwiftletError) {
-        plan = try X86BootPlan.make(kernel: kernel.header, initrdSize: kernel.initrdSize, cmdline: kernel.cmdline,
-                                    lowRAMEnd: lowRAMEnd)
-    } catch {
-        _ = error.description
-        return
-    }
+    guard let plan = accepted({ () throws(SwiftletError) in
+        try X86BootPlan.make(kernel: kernel.header, initrdSize: kernel.initrdSize, cmdline: kernel.cmdline, lowRAMEnd: lowRAMEnd)
+    }) else { return }
     let fileSize = kernel.header.fileSize
     // An ELF file is the vmlinux target's; here it is only one more refusal or plan.
     guard plan.format != .vmlinux else { return }
