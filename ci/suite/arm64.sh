@@ -6,6 +6,7 @@
 . /extra/lib-firecracker.sh
 . /extra/lib-seccomp.sh
 . /extra/lib-jail.sh
+. /extra/lib-luks.sh
 echo "L1: $(uname -r), $(nproc) CPUs; swiftlet: $(swiftlet --version)"
 CMDLINE="console=ttyAMA0 quiet panic=-1"
 KERNEL="--kernel /extra/Image --initrd /extra/initramfs.cpio.gz"
@@ -103,6 +104,9 @@ seccomp_checks 120 "$CMDLINE" "$POWER_OFF"
 # --- swiftlet jail (lib-jail.sh): a jailed VMM seen from outside (root, uid, namespaces,
 # cgroup), cpu.max and memory.max at work, and the API unable to reach L1's files
 jail_checks 120 "$CMDLINE" "$POWER_OFF"
+# --- encrypted disks (lib-luks.sh): a LUKS2 volume opened with cryptsetup in L1 is a guest's
+# disk; what the guest wrote reads back through the mapping and is not in the backing file
+luks_checks 120 "$CMDLINE" "$POWER_OFF"
 
 # --- four Linux guests at once in this L1 (each 192 MiB, 1 vCPU): all reach the marker
 vm_many 4 linux-x4 240 "SWIFTLET-GUEST-UP cpus=1 " "$POWER_OFF" $KERNEL --memory 192 --cmdline "$CMDLINE swiftlet.test=poweroff"

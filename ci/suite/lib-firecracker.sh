@@ -24,11 +24,14 @@ fc_setup() {
 
 # http METHOD PATH [BODY]: one HTTP/1.1 request (Content-Length, Connection: close) over the
 # API socket $fc_sock; prints the status code and the body on one line ("000" when nothing
-# answered). Bodies are ASCII JSON, so ${#body} is their length in bytes.
+# answered). Bodies are ASCII JSON, so ${#body} is their length in bytes. socat waits up to
+# 30 s for the answer after sending (-t): InstanceStart is answered once the VM is built,
+# which in the x86_64 L1 takes 1.4-2.7 s (a 66 MB vmlinux read into guest RAM) and was once
+# over 5 s.
 http() {
     hbody=${3-}
     printf '%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-        "$1" "$2" "${#hbody}" "$hbody" | socat -t 5 -T 10 - UNIX-CONNECT:"$fc_sock" 2>/dev/null | tr -d '\r' |
+        "$1" "$2" "${#hbody}" "$hbody" | socat -t 30 -T 30 - UNIX-CONNECT:"$fc_sock" 2>/dev/null | tr -d '\r' |
         awk 'NR == 1 { code = $2; next } inbody { body = body $0; next } $0 == "" { inbody = 1 }
              END { printf "%s %s\n", (code == "" ? "000" : code), body }'
 }
