@@ -123,20 +123,6 @@ int sl_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
 }
 
-long sl_read_until_eof(int fd, void *buffer, unsigned long capacity) {
-    unsigned long done = 0;
-    while (done < capacity) {
-        ssize_t n = read(fd, (char *)buffer + done, capacity - done);
-        if (n == 0) break;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -errno;
-        }
-        done += (unsigned long)n;
-    }
-    return (long)done;
-}
-
 int sl_daemonize_streams(void) {
     if (setsid() < 0) return -errno;
     int fd = open("/dev/null", O_RDWR);

@@ -124,11 +124,10 @@ enum JailCommand {
         }
         close(report[1])
         try writeNewFile(plan.instanceDirectory + "/swiftlet.pid", Array("\(child)\n".utf8), mode: 0o644)
-        var failure = [UInt8](repeating: 0, count: 4096)
-        let length = failure.withUnsafeMutableBytes { sl_read_until_eof(report[0], $0.baseAddress, UInt($0.count)) }
+        let failure = readToEnd(report[0], maxBytes: 4096)?.bytes ?? []
         close(report[0])
-        if length > 0 {
-            printError(String(decoding: failure[0..<length], as: UTF8.self))
+        if !failure.isEmpty {
+            printError(String(decoding: failure, as: UTF8.self))
             let status = sl_wait_forwarding(child)
             return status > 0 ? status : 1
         }
@@ -354,22 +353,28 @@ enum JailCommand {
         let fd = sl_open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw .invalidArgument("cannot open the \(what) \(path): \(SwiftletError.errnoString(sl_errno()))") }
         defer { close(fd) }
+        guard let read = readToEnd(fd, maxBytes: maxBytes) else {
+            throw .invalidArgument("cannot read the \(what) \(path): \(SwiftletError.errnoString(sl_errno()))")
+        }
+        if read.reachedLimit && !prefixOnly { throw .invalidArgument("the \(what) \(path) is larger than \(maxBytes) bytes") }
+        return read.bytes
+    }
+
+    /// Reads `fd` until end of file or until `maxBytes` have come (`reachedLimit`; the bytes
+    /// are cut to `maxBytes`); nil on a read error (errno says which).
+    static func readToEnd(_ fd: Int32, maxBytes: Int) -> (bytes: [UInt8], reachedLimit: Bool)? {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
             if n < 0 {
                 if sl_errno() == EINTR { continue }
-                throw .invalidArgument("cannot read the \(what) \(path): \(SwiftletError.errnoString(sl_errno()))")
+                return nil
             }
-            if n == 0 { break }
+            if n == 0 { return (bytes, false) }
             bytes += chunk[0..<n]
-            if bytes.count >= maxBytes {
-                if prefixOnly { return Array(bytes[0..<maxBytes]) }
-                throw .invalidArgument("the \(what) \(path) is larger than \(maxBytes) bytes")
-            }
+            if bytes.count >= maxBytes { return (Array(bytes[0..<maxBytes]), true) }
         }
-        return bytes
     }
 
     /// Writes a whole file that must not exist yet.

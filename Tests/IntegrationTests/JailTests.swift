@@ -22,13 +22,20 @@ final class JailTests: XCTestCase {
         guard getuid() == 0 else { throw TestSupport.Failure("swiftlet jail must run as root; these tests need root") }
     }
 
-    func testAJailedTinyGuestSeenFromOutside() throws {
+    /// What a jailed guest needs here: root, KVM and the static edge binary. Returns the
+    /// guest's kernel (the ticker, which runs until Ctrl-Alt-Del).
+    func jailedGuestPrerequisites() throws -> String {
         try requireRoot()
         try TestSupport.requireKVM()
         let kernel = try TestSupport.guestImage("ticker-x86_64")
         guard FileManager.default.fileExists(atPath: JailTests.edgeBinary) else {
             throw TestSupport.Failure("\(JailTests.edgeBinary) is missing (ci/build-edge)")
         }
+        return kernel
+    }
+
+    func testAJailedTinyGuestSeenFromOutside() throws {
+        let kernel = try jailedGuestPrerequisites()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-jail-\(UUID().uuidString.prefix(8))").path
         let base = work + "/jails", cgroup = work + "/cgroup2"
         try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: true)
@@ -131,12 +138,7 @@ final class JailTests: XCTestCase {
     /// past the kernel's nr_open) still reaches the caller as one line and status 1, though
     /// the child's own stderr is /dev/null by then.
     func testDaemonizeDetachesAndStillReportsAFailureAfterTheFork() throws {
-        try requireRoot()
-        try TestSupport.requireKVM()
-        let kernel = try TestSupport.guestImage("ticker-x86_64")
-        guard FileManager.default.fileExists(atPath: JailTests.edgeBinary) else {
-            throw TestSupport.Failure("\(JailTests.edgeBinary) is missing (ci/build-edge)")
-        }
+        let kernel = try jailedGuestPrerequisites()
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-jail-daemon-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: base) }
         func jail(_ id: String, _ extra: [String]) throws -> TestSupport.Result {

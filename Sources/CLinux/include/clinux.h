@@ -281,8 +281,6 @@ int sl_wait_forwarding(pid_t child);
 int sl_daemonize_streams(void);
 /// pipe2(O_CLOEXEC). 0 or -errno.
 int sl_pipe_cloexec(int fds[2]);
-/// Reads until end of file or `capacity` bytes: the count, or -errno.
-long sl_read_until_eof(int fd, void *buffer, unsigned long capacity);
 /// CPU time of the calling process so far (CLOCK_PROCESS_CPUTIME_ID), in microseconds.
 uint64_t sl_process_cpu_us(void);
 
